@@ -1,0 +1,297 @@
+"""Settings as frozen dataclasses, validated when they are built.
+
+Everything a run depends on lives here, so a run started in the viewer can be saved with its
+checkpoint and repeated headless. Each dataclass checks its fields in ``__post_init__`` and raises
+:class:`~napari_wss.errors.InputError` (a ``ValueError``) naming the field, the expected range and
+the value it got.
+
+Bounds are stated per class for one slice:
+
+* size ``(lower, upper)`` in pixels of the source slice (``ClassPrior.from_mm2`` converts from
+  mm² with the in-plane voxel spacing); ``(0, 0)`` means "absent on this slice";
+* centroid ``((row_lo, row_hi), (col_lo, col_hi))`` in pixel coordinates of the source slice.
+
+A class may have neither (then only its scribbles teach it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import Enum
+from typing import Any
+
+from napari_wss.errors import InputError
+
+DEFAULT_CLASS_NAMES = ("background", "RV", "myocardium", "LV")
+
+
+class Penalty(str, Enum):
+    """How a violated bound is penalised."""
+
+    NONE = "none"
+    QUADRATIC = "quadratic"
+    LOG_BARRIER = "log-barrier"
+
+
+class Mode(str, Enum):
+    """Which supervision a run uses.
+
+    * ``full``: dense labels, cross-entropy on every pixel (the ceiling).
+    * ``partial``: scribbles only, cross-entropy on painted pixels (the floor).
+    * ``constrained``: scribbles plus the size/centroid penalties.
+    * ``priors``: no pixel labels at all, penalties only (the seed's TOY2 experiment).
+    """
+
+    FULL = "full"
+    PARTIAL = "partial"
+    CONSTRAINED = "constrained"
+    PRIORS = "priors"
+
+
+def _check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        left = "(" if lo_open else "["
+        raise InputError(f"{name} must be in {left}{lo:g}, {hi:g}], got {value!r}")
+
+
+def _pair(name: str, value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a pair (lower, upper), got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"{name} must be finite numbers, got ({lo}, {hi})")
+    if lo > hi:
+        raise InputError(f"{name}: lower {lo:g} > upper {hi:g}")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class ClassPrior:
+    """What the user knows about one class on a slice.
+
+    Attributes:
+        name: the class name shown to the user.
+        size: ``(lower, upper)`` soft size in pixels per slice, or ``None`` for no size bound.
+            ``(0, 0)`` states that the class is absent.
+        centroid: ``((row_lo, row_hi), (col_lo, col_hi))`` in pixels, or ``None``.
+        color: an optional colour for the class (any matplotlib/napari colour string).
+    """
+
+    name: str
+    size: tuple[float, float] | None = None
+    centroid: tuple[tuple[float, float], tuple[float, float]] | None = None
+    color: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InputError(f"class name must be a non-empty string, got {self.name!r}")
+        if self.size is not None:
+            lo, hi = _pair(f"size bounds for '{self.name}'", self.size)
+            if lo < 0:
+                raise InputError(f"size bounds for '{self.name}': lower {lo:g} is negative")
+            object.__setattr__(self, "size", (lo, hi))
+        if self.centroid is not None:
+            try:
+                rows, cols = self.centroid
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"centroid bounds for '{self.name}' must be ((row_lo, row_hi), (col_lo, col_hi)), "
+                    f"got {self.centroid!r}"
+                ) from None
+            rows = _pair(f"centroid row bounds for '{self.name}'", rows)
+            cols = _pair(f"centroid column bounds for '{self.name}'", cols)
+            object.__setattr__(self, "centroid", (rows, cols))
+
+    @property
+    def absent(self) -> bool:
+        """True when the size bound says the class is not on the slice."""
+        return self.size is not None and self.size[1] == 0
+
+    @classmethod
+    def from_mm2(
+        cls,
+        name: str,
+        size_mm2: tuple[float, float] | None,
+        spacing_yx: tuple[float, float],
+        centroid: tuple[tuple[float, float], tuple[float, float]] | None = None,
+        color: str | None = None,
+    ) -> ClassPrior:
+        """Build a prior from an area range in mm² and the in-plane spacing (dy, dx) in mm."""
+        dy, dx = (float(s) for s in spacing_yx)
+        if not (dy > 0 and dx > 0 and math.isfinite(dy * dx)):
+            raise InputError(f"pixel spacing must be positive, got ({dy}, {dx}) mm")
+        size = None
+        if size_mm2 is not None:
+            lo, hi = _pair(f"size bounds for '{name}' (mm²)", size_mm2)
+            size = (lo / (dy * dx), hi / (dy * dx))
+        return cls(name, size, centroid, color)
+
+    def check_fits(self, shape: tuple[int, int]) -> None:
+        """Raise when the bounds cannot hold on a slice of ``shape`` (H, W)."""
+        h, w = shape
+        if self.size is not None and self.size[0] > h * w:
+            raise InputError(
+                f"size bounds for '{self.name}': lower {self.size[0]:g} px exceeds the slice area {h * w} px"
+            )
+        if self.centroid is not None:
+            (r0, r1), (c0, c1) = self.centroid
+            if r1 < 0 or r0 > h - 1 or c1 < 0 or c0 > w - 1:
+                raise InputError(
+                    f"centroid box for '{self.name}' rows [{r0:g}, {r1:g}] cols [{c0:g}, {c1:g}] "
+                    f"lies outside the {h}x{w} image"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClassPrior:
+        centroid = d.get("centroid")
+        return cls(
+            name=d["name"],
+            size=tuple(d["size"]) if d.get("size") is not None else None,  # type: ignore[arg-type]
+            centroid=(tuple(centroid[0]), tuple(centroid[1])) if centroid is not None else None,  # type: ignore[arg-type]
+            color=d.get("color"),
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. Defaults suit interactive CPU use; see the README for the measurements.
+
+    Attributes:
+        mode: which supervision to use (:class:`Mode`).
+        penalty: how bounds are enforced (:class:`Penalty`); ignored in ``full``/``partial``.
+        steps: optimisation steps (the run ends after this many).
+        batch_size: slices per step.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        ce_weight: weight of the (partial) cross-entropy term.
+        size_weight: weight of the size penalty (the papers use 1e-2 with ÷ H·W normalisation).
+        centroid_weight: weight of the centroid penalty.
+        t0: initial log-barrier parameter t.
+        t_growth: factor applied to t at the end of each epoch (the paper uses 1.1).
+        t_max: t never grows above this (keeps the barrier's slope finite in long runs).
+        steps_per_epoch: steps between t updates; ``None`` means one pass over the slices.
+        temperature: probabilities are ``softmax(temperature * logits)`` (the seed used 5; we
+            default to 1, a plain softmax, which trained more stably in our runs).
+        width: channels of the first U-Net stage (32 as the seed; 8–16 for CPU use).
+        depth: number of poolings in the U-Net.
+        size: the network's input side in pixels (slices are resized to size × size).
+        augment: random flips, 90° rotations and intensity jitter.
+        device: ``auto`` (cuda → mps → cpu), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+        amp: bf16 autocast and channels_last on CUDA.
+        seed: seeds numpy and torch.
+        preview_every: a CPU preview of the prediction every N steps (0 = never).
+        compile: ``torch.compile`` the model on CUDA.
+        crf_weight: weight of the regularised (CRF-like) loss on unlabelled pixels (0 = off).
+        entropy_weight: weight of the prediction-entropy minimisation on unlabelled pixels.
+    """
+
+    mode: Mode = Mode.CONSTRAINED
+    penalty: Penalty = Penalty.LOG_BARRIER
+    steps: int = 300
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    ce_weight: float = 1.0
+    size_weight: float = 1e-2
+    centroid_weight: float = 1e-2
+    t0: float = 5.0
+    t_growth: float = 1.1
+    t_max: float = 1e3
+    steps_per_epoch: int | None = None
+    temperature: float = 1.0
+    width: int = 16
+    depth: int = 4
+    size: int = 128
+    augment: bool = True
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    preview_every: int = 10
+    compile: bool = False
+    crf_weight: float = 0.0
+    entropy_weight: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "mode", Mode(self.mode))
+        except ValueError:
+            raise InputError(f"mode must be one of {[m.value for m in Mode]}, got {self.mode!r}") from None
+        try:
+            object.__setattr__(self, "penalty", Penalty(self.penalty))
+        except ValueError:
+            raise InputError(f"penalty must be one of {[p.value for p in Penalty]}, got {self.penalty!r}") from None
+        for name, lo, hi in (("steps", 1, 10_000_000), ("batch_size", 1, 4096), ("depth", 1, 6)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        if not isinstance(self.width, int) or not 2 <= self.width <= 256:
+            raise InputError(f"width must be an integer in [2, 256], got {self.width!r}")
+        multiple = 2**self.depth
+        if not isinstance(self.size, int) or self.size < multiple or self.size > 4096:
+            raise InputError(f"size must be an integer in [{multiple}, 4096], got {self.size!r}")
+        if self.size % multiple:
+            lower = self.size - self.size % multiple
+            raise InputError(
+                f"size must be a multiple of 2^depth = {multiple} for a {self.depth}-level U-Net, "
+                f"got {self.size}; nearest valid sizes are {max(lower, multiple)} and {lower + multiple}"
+            )
+        _check_range("lr", self.lr, 0.0, 1.0, lo_open=True)
+        _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        for name in ("ce_weight", "size_weight", "centroid_weight", "crf_weight", "entropy_weight"):
+            _check_range(name, getattr(self, name), 0.0, 1e6)
+        _check_range("t0", self.t0, 0.0, 1e6, lo_open=True)
+        _check_range("t_growth", self.t_growth, 1.0, 10.0)
+        _check_range("t_max", self.t_max, self.t0, 1e9)
+        _check_range("temperature", self.temperature, 0.0, 100.0, lo_open=True)
+        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
+            raise InputError(f"steps_per_epoch must be a positive integer or None, got {self.steps_per_epoch!r}")
+        if not isinstance(self.preview_every, int) or self.preview_every < 0:
+            raise InputError(f"preview_every must be an integer >= 0, got {self.preview_every!r}")
+        if not isinstance(self.seed, int):
+            raise InputError(f"seed must be an integer, got {self.seed!r}")
+        dev = str(self.device)
+        if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):
+            raise InputError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.mode == Mode.PRIORS and self.penalty == Penalty.NONE:
+            raise InputError("mode 'priors' trains on bounds alone and needs a penalty (quadratic or log-barrier)")
+
+    @property
+    def uses_scribbles(self) -> bool:
+        return self.mode in (Mode.PARTIAL, Mode.CONSTRAINED)
+
+    @property
+    def uses_priors(self) -> bool:
+        return self.mode in (Mode.CONSTRAINED, Mode.PRIORS) and self.penalty != Penalty.NONE
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mode"] = self.mode.value
+        d["penalty"] = self.penalty.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def class_names_from(priors: tuple[ClassPrior, ...] | list[ClassPrior]) -> tuple[str, ...]:
+    """Validate a class table (at least two classes, unique names) and return the names."""
+    names = tuple(p.name for p in priors)
+    if len(names) < 2:
+        raise InputError(f"at least two classes are needed (background and one structure), got {len(names)}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"class names must be unique, repeated: {', '.join(dupes)}")
+    return names

@@ -1,0 +1,584 @@
+"""Volumes and scribbles → training slices: normalise, crop, resize, bound, augment.
+
+Conventions (the one place they are defined):
+
+* Scribble encoding: ``0`` = not annotated (:data:`NOT_ANNOTATED`), class ``c`` painted as
+  ``c + 1``. Dense labels are class indices (0 = background).
+* Arrays are in napari's (Z, Y, X) order; one slice is (H, W) = (Y, X).
+* Per-slice bounds: sizes ``(N, K, 2)`` in pixels, centroids ``(N, K, 2, 2)`` as
+  ``[[row_lo, row_hi], [col_lo, col_hi]]`` in pixel coordinates; ``NaN`` = no bound.
+  :class:`SliceGeometry` maps them between a source slice and the network's grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from napari_wss.config import ClassPrior
+from napari_wss.errors import InputError
+
+log = logging.getLogger(__name__)
+
+NOT_ANNOTATED = 0
+"""Scribble value of a pixel nobody painted; class ``c`` is stored as ``c + 1``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Scribble encoding
+
+
+def labels_to_scribbles(labels: np.ndarray) -> np.ndarray:
+    """Dense class labels → scribble encoding (every pixel annotated)."""
+    return (np.asarray(labels).astype(np.int64) + 1).astype(np.uint8)
+
+
+def scribbles_to_labels(scribbles: np.ndarray, fill: int = -1) -> np.ndarray:
+    """Scribble encoding → class indices, with ``fill`` where nothing was painted."""
+    s = np.asarray(scribbles).astype(np.int64)
+    return np.where(s == NOT_ANNOTATED, fill, s - 1)
+
+
+def check_scribbles(scribbles: np.ndarray, num_classes: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Validate a scribble array and return it as uint8.
+
+    Raises:
+        InputError: wrong shape, non-integer, negative values or values beyond ``num_classes``.
+    """
+    s = np.asarray(scribbles)
+    if shape is not None and s.shape != tuple(shape):
+        raise InputError(f"scribbles have shape {s.shape} but the image has shape {tuple(shape)}")
+    if s.dtype.kind == "f":
+        if not np.all(np.isfinite(s)) or np.any(s != np.round(s)):
+            raise InputError("scribble values must be whole numbers (0 = not annotated, class c = c + 1)")
+    elif s.dtype.kind not in "iub":
+        raise InputError(f"scribbles must hold integers, got dtype {s.dtype}")
+    if s.size and s.min() < 0:
+        raise InputError(f"scribble values must be >= 0, found {s.min()}")
+    if s.size and s.max() > num_classes:
+        raise InputError(
+            f"scribble value {int(s.max())} is beyond the {num_classes} classes "
+            f"(values are 0 = not annotated, 1..{num_classes} = class 0..{num_classes - 1})"
+        )
+    return s.astype(np.uint8)
+
+
+def check_labels(labels: np.ndarray, num_classes: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Validate a dense label array (class indices) and return it as uint8."""
+    lab = np.asarray(labels)
+    if shape is not None and lab.shape != tuple(shape):
+        raise InputError(f"labels have shape {lab.shape} but the image has shape {tuple(shape)}")
+    if lab.dtype.kind == "f" and (not np.all(np.isfinite(lab)) or np.any(lab != np.round(lab))):
+        raise InputError("label values must be whole numbers")
+    if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
+        raise InputError(f"label values must be in 0..{num_classes - 1}, found {lab.min()}..{lab.max()}")
+    return lab.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Intensities
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-volume robust intensity scaling: percentiles ``low``/``high`` → 0/1, clipped."""
+
+    low: float = 1.0
+    high: float = 99.0
+
+    def __call__(self, volume: np.ndarray) -> np.ndarray:
+        v = np.asarray(volume)
+        if v.dtype.kind not in "uifb":
+            raise InputError(f"image values must be numbers, got dtype {v.dtype}")
+        v = v.astype(np.float32, copy=False)
+        if v.size == 0:
+            raise InputError("the image is empty")
+        finite = np.isfinite(v)
+        if not finite.all():
+            bad = int((~finite).sum())
+            raise InputError(f"the image contains {bad} NaN or infinite values; fix or mask them before training")
+        lo, hi = np.percentile(v, [self.low, self.high])
+        if hi <= lo:
+            lo, hi = float(v.min()), float(v.max())
+        if hi <= lo:
+            raise InputError(f"the image is constant (every value is {lo:g}): there is nothing to segment")
+        return np.clip((v - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"low": self.low, "high": self.high}
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry: source slice <-> network grid
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """A crop box of the source slice resized to ``size × size`` for the network.
+
+    ``box`` = ``(row0, row1, col0, col1)`` in source pixels (end exclusive); it may extend past the
+    image, the outside being zero-padded. Pixel centres map as
+    ``u = (r - row0 + 0.5) · size / (row1 - row0) - 0.5``.
+    """
+
+    source_shape: tuple[int, int]
+    box: tuple[int, int, int, int]
+    size: int
+
+    @classmethod
+    def full(cls, source_shape: tuple[int, int], size: int) -> SliceGeometry:
+        h, w = source_shape
+        return cls((int(h), int(w)), (0, int(h), 0, int(w)), int(size))
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Network pixels per source pixel along rows and columns."""
+        r0, r1, c0, c1 = self.box
+        return self.size / (r1 - r0), self.size / (c1 - c0)
+
+    def to_network_points(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sr, sc = self.scale
+        r0, _, c0, _ = self.box
+        return (rows - r0 + 0.5) * sr - 0.5, (cols - c0 + 0.5) * sc - 0.5
+
+    def to_source_points(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sr, sc = self.scale
+        r0, _, c0, _ = self.box
+        return (rows + 0.5) / sr - 0.5 + r0, (cols + 0.5) / sc - 0.5 + c0
+
+    def bounds_to_network(self, size_bounds: np.ndarray, centroid_bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source-pixel bounds → network-pixel bounds (sizes scale by area, boxes by position)."""
+        sr, sc = self.scale
+        sizes = np.asarray(size_bounds, dtype=np.float32) * (sr * sc)
+        cen = np.array(centroid_bounds, dtype=np.float32, copy=True)
+        cen[..., 0, :], cen[..., 1, :] = self.to_network_points(cen[..., 0, :], cen[..., 1, :])
+        return sizes.astype(np.float32), cen
+
+    def crop(self, stack: np.ndarray) -> np.ndarray:
+        """Cut the box out of ``(N, H, W)`` slices, zero-padding where it leaves the image."""
+        r0, r1, c0, c1 = self.box
+        h, w = self.source_shape
+        out = np.zeros((stack.shape[0], r1 - r0, c1 - c0), dtype=stack.dtype)
+        sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+        out[:, sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0] = stack[:, sr0:sr1, sc0:sc1]
+        return out
+
+    def image_to_network(self, stack: np.ndarray) -> np.ndarray:
+        """``(N, H, W)`` float images → ``(N, size, size)`` (area-averaged when shrinking)."""
+        return resize_stack(self.crop(stack), (self.size, self.size), labels=False)
+
+    def labels_to_network(self, stack: np.ndarray) -> np.ndarray:
+        """``(N, H, W)`` integer maps (labels or scribbles) → ``(N, size, size)`` nearest."""
+        return resize_stack(self.crop(stack), (self.size, self.size), labels=True)
+
+    def probs_to_source(self, probs: Tensor) -> Tensor:
+        """``(N, K, size, size)`` probabilities → ``(N, K, H, W)`` on the source grid.
+
+        Outside the box the background (class 0) gets probability 1.
+        """
+        r0, r1, c0, c1 = self.box
+        h, w = self.source_shape
+        resized = F.interpolate(probs, size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=False)
+        if (r0, r1, c0, c1) == (0, h, 0, w):
+            return resized
+        out = probs.new_zeros((probs.shape[0], probs.shape[1], h, w))
+        out[:, 0] = 1.0
+        sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+        out[:, :, sr0:sr1, sc0:sc1] = resized[:, :, sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0]
+        return out
+
+    def labels_to_source(self, labels: np.ndarray) -> np.ndarray:
+        """``(N, size, size)`` class maps → ``(N, H, W)`` (nearest; background outside the box)."""
+        r0, r1, c0, c1 = self.box
+        h, w = self.source_shape
+        resized = resize_stack(labels, (r1 - r0, c1 - c0), labels=True)
+        out = np.zeros((labels.shape[0], h, w), dtype=labels.dtype)
+        sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+        out[:, sr0:sr1, sc0:sc1] = resized[:, sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0]
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {"source_shape": list(self.source_shape), "box": list(self.box), "size": self.size}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SliceGeometry:  # type: ignore[type-arg]
+        return cls(tuple(d["source_shape"]), tuple(d["box"]), int(d["size"]))  # type: ignore[arg-type]
+
+
+def resize_stack(stack: np.ndarray, shape: tuple[int, int], *, labels: bool) -> np.ndarray:
+    """Resize ``(N, H, W)`` slices: bilinear with antialiasing for images, nearest for labels."""
+    stack = np.asarray(stack)
+    if stack.shape[1:] == tuple(shape):
+        return stack.copy()
+    if labels:
+        t = torch.from_numpy(stack.astype(np.float32))[:, None]
+        out = F.interpolate(t, size=shape, mode="nearest-exact")
+        return out[:, 0].numpy().astype(stack.dtype)
+    t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
+    out = F.interpolate(t, size=shape, mode="bilinear", align_corners=False, antialias=True)
+    return out[:, 0].numpy()
+
+
+def crop_around(
+    scribbles: np.ndarray, *, margin: float = 0.35, min_side: int = 32, background_value: int = 1
+) -> tuple[int, int, int, int] | None:
+    """A square box around the foreground scribbles of a volume, widened by ``margin`` of its side.
+
+    Background strokes are ignored (they may be anywhere). Returns ``None`` when no foreground is
+    painted. The box may extend past the image (it is zero-padded then).
+    """
+    fg = np.asarray(scribbles) > background_value
+    if not fg.any():
+        return None
+    rows = np.flatnonzero(fg.any(axis=(0, 2)))
+    cols = np.flatnonzero(fg.any(axis=(0, 1)))
+    cr, cc = float(rows[0] + rows[-1] + 1) / 2, float(cols[0] + cols[-1] + 1) / 2
+    extent = max(int(rows[-1] + 1 - rows[0]), int(cols[-1] + 1 - cols[0]), 1)
+    side = max(math.ceil(extent * (1 + 2 * margin)), min_side)
+    r0, c0 = math.floor(cr - side / 2 + 0.5), math.floor(cc - side / 2 + 0.5)
+    return r0, r0 + side, c0, c0 + side
+
+
+# --------------------------------------------------------------------------------------------
+# Priors → per-slice bounds
+
+
+def bounds_from_priors(
+    priors: Sequence[ClassPrior],
+    n_slices: int,
+    shape: tuple[int, int],
+    *,
+    scribbles: np.ndarray | None = None,
+    absent_from_scribbles: bool = True,
+    absent: Sequence[tuple[int, int]] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice bounds in source pixels from the class table.
+
+    Rules (documented in the README):
+
+    * a class's size and centroid bounds apply on every slice where it is present;
+    * ``absent`` lists ``(slice, class)`` pairs known to be empty: their size bound becomes
+      ``(0, 0)`` and their centroid bound is dropped;
+    * with ``absent_from_scribbles``, a slice that has scribbles but no stroke of class ``c``
+      marks ``c`` absent there (on ACDC's real scribbles a present structure is scribbled on
+      2485 of 2487 slices checked, patients 1–49);
+    * on a slice with no scribble at all, lower size bounds are dropped: nothing says the
+      structure is there (upper bounds and centroid boxes still apply).
+
+    Returns:
+        ``(size_bounds (N, K, 2), centroid_bounds (N, K, 2, 2))`` float32 with ``NaN`` for no bound.
+    """
+    k = len(priors)
+    for p in priors:
+        p.check_fits(shape)
+    sizes = np.full((n_slices, k, 2), np.nan, dtype=np.float32)
+    cents = np.full((n_slices, k, 2, 2), np.nan, dtype=np.float32)
+    for c, p in enumerate(priors):
+        if p.size is not None:
+            sizes[:, c] = p.size
+        if p.centroid is not None:
+            cents[:, c] = p.centroid
+    if scribbles is not None:
+        s = np.asarray(scribbles)
+        painted = s.reshape(n_slices, -1)
+        any_scribble = (painted != NOT_ANNOTATED).any(axis=1)
+        has_class = np.stack([(painted == c + 1).any(axis=1) for c in range(k)], axis=1)
+        sizes[~any_scribble, :, 0] = np.where(np.isnan(sizes[~any_scribble, :, 0]), np.nan, 0.0)
+        if absent_from_scribbles:
+            # Only foreground classes: background is always somewhere on a slice.
+            missing = any_scribble[:, None] & ~has_class
+            missing[:, 0] = False
+            sizes[missing] = 0.0
+            cents[missing] = np.nan
+    for z, c in absent:
+        sizes[z, c] = 0.0
+        cents[z, c] = np.nan
+    return sizes, cents
+
+
+def bounds_from_labels(
+    labels: np.ndarray, num_classes: int, *, margin: float = 0.1, centroid_margin: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tight per-slice bounds from dense labels: true size ± ``margin`` (the seed's oracle, ±10 %).
+
+    Centroid boxes are the true centroid ± ``centroid_margin`` (a fraction of the slice side); None
+    leaves centroids unbounded. Absent classes get size ``(0, 0)``.
+    """
+    lab = np.asarray(labels)
+    n, h, w = lab.shape
+    onehot = lab[:, None] == np.arange(num_classes)[None, :, None, None]
+    true = onehot.sum(axis=(2, 3)).astype(np.float32)
+    sizes = np.stack([true * (1 - margin), true * (1 + margin)], axis=-1)
+    cents = np.full((n, num_classes, 2, 2), np.nan, dtype=np.float32)
+    if centroid_margin is not None:
+        rows = np.arange(h, dtype=np.float32)[None, None, :, None]
+        cols = np.arange(w, dtype=np.float32)[None, None, None, :]
+        mass = np.maximum(true, 1.0)
+        cr = (onehot * rows).sum(axis=(2, 3)) / mass
+        cc = (onehot * cols).sum(axis=(2, 3)) / mass
+        dr, dc = centroid_margin * h, centroid_margin * w
+        cents[..., 0, 0], cents[..., 0, 1] = cr - dr, cr + dr
+        cents[..., 1, 0], cents[..., 1, 1] = cc - dc, cc + dc
+        cents[true == 0] = np.nan
+    return sizes.astype(np.float32), cents
+
+
+# --------------------------------------------------------------------------------------------
+# Slices ready for training
+
+
+@dataclass
+class SliceDataset:
+    """Slices at network resolution, with what supervises them.
+
+    Attributes:
+        images: ``(N, S, S)`` float32 in [0, 1].
+        scribbles: ``(N, S, S)`` uint8 scribble encoding, or None.
+        labels: ``(N, S, S)`` uint8 dense labels, or None.
+        size_bounds: ``(N, K, 2)`` float32 in network pixels (NaN = none).
+        centroid_bounds: ``(N, K, 2, 2)`` float32 in network pixels (NaN = none).
+        volume: ``(N,)`` index of the volume each slice came from.
+        slice: ``(N,)`` index of the slice within its volume.
+    """
+
+    images: np.ndarray
+    scribbles: np.ndarray | None
+    labels: np.ndarray | None
+    size_bounds: np.ndarray
+    centroid_bounds: np.ndarray
+    volume: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    slice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        if not len(self.volume):
+            self.volume = np.zeros(n, dtype=np.int32)
+        if not len(self.slice):
+            self.slice = np.arange(n, dtype=np.int32)
+        if self.images.ndim != 3 or self.images.shape[1] != self.images.shape[2]:
+            raise ValueError(f"images must be (N, S, S), got {self.images.shape}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.size_bounds.shape[1])
+
+    @property
+    def side(self) -> int:
+        return int(self.images.shape[1])
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> SliceDataset:
+        idx = np.asarray(index)
+        return SliceDataset(
+            self.images[idx],
+            None if self.scribbles is None else self.scribbles[idx],
+            None if self.labels is None else self.labels[idx],
+            self.size_bounds[idx],
+            self.centroid_bounds[idx],
+            self.volume[idx],
+            self.slice[idx],
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[SliceDataset]) -> SliceDataset:
+        def cat(name: str) -> np.ndarray | None:
+            arrays = [getattr(p, name) for p in parts]
+            return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+        return cls(
+            np.concatenate([p.images for p in parts]),
+            cat("scribbles"),
+            cat("labels"),
+            np.concatenate([p.size_bounds for p in parts]),
+            np.concatenate([p.centroid_bounds for p in parts]),
+            np.concatenate([p.volume for p in parts]),
+            np.concatenate([p.slice for p in parts]),
+        )
+
+
+def prepare_volume(
+    image: np.ndarray,
+    *,
+    num_classes: int,
+    size: int,
+    scribbles: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    size_bounds: np.ndarray | None = None,
+    centroid_bounds: np.ndarray | None = None,
+    box: tuple[int, int, int, int] | None = None,
+    normalization: Normalization | None = None,
+    volume_index: int = 0,
+) -> tuple[SliceDataset, SliceGeometry]:
+    """One (Z, Y, X) or (Y, X) volume → network-resolution slices and the geometry to map back.
+
+    Bounds are given in source pixels (see :func:`bounds_from_priors`) and returned in network
+    pixels. Scribbles and labels are validated against the class count and the image shape.
+    """
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[None]
+        scribbles = None if scribbles is None else np.asarray(scribbles)[None]
+        labels = None if labels is None else np.asarray(labels)[None]
+    if img.ndim != 3:
+        raise InputError(f"expected a 2D image or a 3D (Z, Y, X) volume, got {img.ndim} dimensions {img.shape}")
+    n, h, w = img.shape
+    norm = normalization or Normalization()
+    geom = SliceGeometry((h, w), box, size) if box is not None else SliceGeometry.full((h, w), size)
+    images = geom.image_to_network(norm(img))
+    scr = None
+    if scribbles is not None:
+        scr = geom.labels_to_network(check_scribbles(scribbles, num_classes, img.shape))
+    lab = None
+    if labels is not None:
+        lab = geom.labels_to_network(check_labels(labels, num_classes, img.shape))
+    if size_bounds is None:
+        size_bounds = np.full((n, num_classes, 2), np.nan, dtype=np.float32)
+    if centroid_bounds is None:
+        centroid_bounds = np.full((n, num_classes, 2, 2), np.nan, dtype=np.float32)
+    sb, cb = geom.bounds_to_network(size_bounds, centroid_bounds)
+    ds = SliceDataset(
+        images.astype(np.float32),
+        scr,
+        lab,
+        sb,
+        cb,
+        np.full(n, volume_index, dtype=np.int32),
+        np.arange(n, dtype=np.int32),
+    )
+    return ds, geom
+
+
+# --------------------------------------------------------------------------------------------
+# Batches on the device, augmented with torch ops
+
+
+@dataclass
+class Batch:
+    images: Tensor  # (B, 1, S, S) float32
+    scribbles: Tensor | None  # (B, S, S) uint8
+    labels: Tensor | None  # (B, S, S) long
+    size_bounds: Tensor  # (B, K, 2)
+    centroid_bounds: Tensor  # (B, K, 2, 2)
+    index: Tensor  # (B,) dataset rows
+
+
+class DeviceSlices:
+    """A :class:`SliceDataset` held on the device; batches are drawn and augmented there.
+
+    Keeping everything on the device means a step never waits for a loader: indexing, flips,
+    rotations and intensity jitter are a handful of tensor ops on the whole batch.
+    """
+
+    def __init__(self, data: SliceDataset, device: torch.device, *, seed: int = 0) -> None:
+        self.data = data
+        self.device = device
+        self.images = torch.from_numpy(data.images).to(device)
+        self.scribbles = None if data.scribbles is None else torch.from_numpy(data.scribbles).to(device)
+        self.labels = None if data.labels is None else torch.from_numpy(data.labels).to(device)
+        self.size_bounds = torch.from_numpy(data.size_bounds).to(device)
+        self.centroid_bounds = torch.from_numpy(data.centroid_bounds).to(device)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self._order: Tensor | None = None
+        self._cursor = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def set_bounds(self, size_bounds: np.ndarray, centroid_bounds: np.ndarray) -> None:
+        """Replace the bounds (network pixels) used from the next batch on."""
+        if size_bounds.shape != tuple(self.size_bounds.shape) or centroid_bounds.shape != tuple(
+            self.centroid_bounds.shape
+        ):
+            raise InputError(
+                f"new bounds have shapes {size_bounds.shape} and {centroid_bounds.shape}, expected "
+                f"{tuple(self.size_bounds.shape)} and {tuple(self.centroid_bounds.shape)}"
+            )
+        self.size_bounds = torch.from_numpy(np.asarray(size_bounds, dtype=np.float32)).to(self.device)
+        self.centroid_bounds = torch.from_numpy(np.asarray(centroid_bounds, dtype=np.float32)).to(self.device)
+
+    def _next_index(self, batch_size: int) -> Tensor:
+        """Epoch-wise shuffling without replacement (a new permutation when one runs out)."""
+        n = len(self)
+        parts = []
+        need = batch_size
+        while need > 0:
+            if self._order is None or self._cursor >= n:
+                self._order = torch.randperm(n, device=self.device, generator=self.generator)
+                self._cursor = 0
+            take = min(need, n - self._cursor)
+            parts.append(self._order[self._cursor : self._cursor + take])
+            self._cursor += take
+            need -= take
+        return torch.cat(parts)
+
+    def batch(self, batch_size: int, *, augment: bool) -> Batch:
+        idx = self._next_index(batch_size)
+        b = Batch(
+            self.images[idx].unsqueeze(1),
+            None if self.scribbles is None else self.scribbles[idx],
+            None if self.labels is None else self.labels[idx].long(),
+            self.size_bounds[idx],
+            self.centroid_bounds[idx],
+            idx,
+        )
+        return augment_batch(b, self.generator) if augment else b
+
+
+def _where_b(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return torch.where(mask.view(-1, *([1] * (a.ndim - 1))), a, b)
+
+
+def augment_batch(batch: Batch, generator: torch.Generator) -> Batch:
+    """Random flips, 90° rotations and intensity jitter, each image its own draw.
+
+    Geometric transforms move the pixels of images, scribbles and labels together and map the
+    centroid boxes with them (sizes are unchanged). Intensity: a gamma in [0.7, 1.4], a contrast
+    scale in [0.9, 1.1], a shift in [−0.05, 0.05] and Gaussian noise with σ in [0, 0.03].
+    torchvision is not used: no build of it imports beside the CPU torch wheel we install.
+    """
+    x = batch.images
+    bsz, _, s, s2 = x.shape
+    dev = x.device
+    u = torch.rand((bsz, 7), device=dev, generator=generator)
+    maps = [batch.images, batch.scribbles, batch.labels]
+    cen = batch.centroid_bounds.clone()
+
+    def apply(fn) -> None:  # type: ignore[no-untyped-def]
+        for i, m in enumerate(maps):
+            if m is not None:
+                maps[i] = fn(m)
+
+    last = s - 1
+    flip_r = u[:, 0] < 0.5
+    apply(lambda m: _where_b(flip_r, m.flip(-2), m))
+    rows = cen[..., 0, :]
+    cen[..., 0, :] = torch.where(flip_r.view(-1, 1, 1), (last - rows).flip(-1), rows)
+    flip_c = u[:, 1] < 0.5
+    apply(lambda m: _where_b(flip_c, m.flip(-1), m))
+    cols = cen[..., 1, :]
+    cen[..., 1, :] = torch.where(flip_c.view(-1, 1, 1), (last - cols).flip(-1), cols)
+    if s == s2:
+        # One counter-clockwise quarter turn maps pixel (r, c) to (S-1-c, r).
+        rot = u[:, 2] < 0.5
+        apply(lambda m: _where_b(rot, m.rot90(1, dims=(-2, -1)), m))
+        rows, cols = cen[..., 0, :].clone(), cen[..., 1, :].clone()
+        turned = torch.stack(((last - cols).flip(-1), rows), dim=-2)
+        cen = torch.where(rot.view(-1, 1, 1, 1), turned, cen)
+    img = batch.images if maps[0] is None else maps[0]
+    gamma = 0.7 + 0.7 * u[:, 3]
+    scale = 0.9 + 0.2 * u[:, 4]
+    shift = -0.05 + 0.1 * u[:, 5]
+    sigma = 0.03 * u[:, 6]
+    noise = torch.randn(img.shape, device=dev, generator=generator)
+    view = (-1, 1, 1, 1)
+    img = img.clamp_min(0).pow(gamma.view(view)) * scale.view(view) + shift.view(view) + sigma.view(view) * noise
+    return Batch(img, maps[1], maps[2], batch.size_bounds, cen, batch.index)

@@ -1,0 +1,35 @@
+"""Losses for weakly supervised segmentation: partial cross-entropy and size/centroid penalties."""
+
+from napari_wss.losses.constraints import (
+    CentroidConstraint,
+    SizeConstraint,
+    bound_penalty,
+    bound_violation,
+)
+from napari_wss.losses.functional import (
+    entropy,
+    gated_crf_energy,
+    log_barrier_extension,
+    log_barrier_penalty,
+    partial_cross_entropy,
+    quadratic_penalty,
+    soft_centroid,
+    soft_dice_loss,
+    soft_size,
+)
+
+__all__ = [
+    "CentroidConstraint",
+    "SizeConstraint",
+    "bound_penalty",
+    "bound_violation",
+    "entropy",
+    "gated_crf_energy",
+    "log_barrier_extension",
+    "log_barrier_penalty",
+    "partial_cross_entropy",
+    "quadratic_penalty",
+    "soft_centroid",
+    "soft_dice_loss",
+    "soft_size",
+]

@@ -1,0 +1,627 @@
+"""The one training loop (a generator), prediction and checkpoints.
+
+``train(...)`` yields a small :class:`TrainEvent` after every optimisation step. The napari widget
+runs it in a worker thread, the CLI and the tests iterate it directly; stopping means closing the
+generator (or simply not asking for the next event). New bounds can be sent into the running
+generator (``gen.send(BoundsUpdate(...))``) and apply from the next step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from napari_wss.config import ClassPrior, Mode, Penalty, TrainConfig
+from napari_wss.data import Batch, DeviceSlices, Normalization, SliceDataset, SliceGeometry
+from napari_wss.errors import InputError
+from napari_wss.losses.constraints import CentroidConstraint, SizeConstraint, bound_violation
+from napari_wss.losses.functional import (
+    entropy,
+    gated_crf_energy,
+    partial_cross_entropy,
+    soft_centroid,
+    soft_dice_loss,
+    soft_size,
+)
+from napari_wss.metrics import dice_per_class
+from napari_wss.models.unet import build_model
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "napari-wss-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class TrainingError(InputError):
+    """Training cannot go on; the message says why and what to change."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device that is missing is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("device 'mps' was asked for but Apple's MPS is not available; use 'auto' or 'cpu'")
+    return dev
+
+
+# --------------------------------------------------------------------------------------------
+# State and checkpoints
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run or to predict with it (mutated in place by train())."""
+
+    model: nn.Module
+    config: TrainConfig
+    class_names: tuple[str, ...]
+    priors: tuple[ClassPrior, ...] = ()
+    normalization: Normalization = field(default_factory=Normalization)
+    arch: str = "unet"
+    step: int = 0
+    t: float = 0.0
+    optimizer_state: dict[str, Any] | None = None
+    geometry: SliceGeometry | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        config: TrainConfig,
+        class_names: Sequence[str],
+        *,
+        priors: Sequence[ClassPrior] = (),
+        arch: str = "unet",
+        normalization: Normalization | None = None,
+    ) -> TrainState:
+        torch.manual_seed(config.seed)
+        model = build_model(len(class_names), width=config.width, depth=config.depth, arch=arch)
+        return cls(
+            model,
+            config,
+            tuple(class_names),
+            tuple(priors),
+            normalization or Normalization(),
+            arch,
+            t=config.t0,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        module = self.model.module if hasattr(self.model, "module") else self.model
+        module = getattr(module, "_orig_mod", module)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "arch": self.arch,
+            "model": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+            "config": self.config.to_dict(),
+            "class_names": list(self.class_names),
+            "priors": [p.to_dict() for p in self.priors],
+            "normalization": self.normalization.to_dict(),
+            "step": self.step,
+            "t": self.t,
+            "optimizer": self.optimizer_state,
+            "geometry": None if self.geometry is None else self.geometry.to_dict(),
+            "extra": self.extra,
+        }
+
+
+def save_checkpoint(state: TrainState, path: str | os.PathLike[str]) -> Path:
+    """Write weights, config, bounds, class names and normalisation to one file, atomically.
+
+    The file is written next to its destination under a temporary name, flushed to disk and then
+    renamed over the destination, so a crash mid-write leaves the previous checkpoint intact.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"cannot save the model: folder {folder} does not exist")
+    payload = state.to_dict()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise InputError(f"cannot save the model in {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise InputError(f"cannot save the model to {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, num_classes: int | None = None) -> TrainState:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        InputError: missing, damaged or foreign file, or a class count other than ``num_classes``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        log.debug("checkpoint load failed", exc_info=True)
+        raise InputError(f"{path.name} is not a napari-wss model file or is damaged ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path.name} is not a napari-wss model file")
+    names = tuple(payload["class_names"])
+    if num_classes is not None and len(names) != num_classes:
+        raise InputError(
+            f"the model in {path.name} segments {len(names)} classes ({', '.join(names)}) "
+            f"but {num_classes} are defined here"
+        )
+    config = TrainConfig.from_dict(payload["config"])
+    model = build_model(len(names), width=config.width, depth=config.depth, arch=payload.get("arch", "unet"))
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError:
+        raise InputError(f"the weights in {path.name} do not fit its own network settings (damaged file?)") from None
+    geometry = payload.get("geometry")
+    return TrainState(
+        model,
+        config,
+        names,
+        tuple(ClassPrior.from_dict(p) for p in payload.get("priors", [])),
+        Normalization(**payload.get("normalization", {})),
+        payload.get("arch", "unet"),
+        int(payload.get("step", 0)),
+        float(payload.get("t", config.t0)),
+        payload.get("optimizer"),
+        None if geometry is None else SliceGeometry.from_dict(geometry),
+        dict(payload.get("extra", {})),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True)
+class BoundsUpdate:
+    """New bounds for every training slice, in network pixels: ``(N, K, 2)`` and ``(N, K, 2, 2)``."""
+
+    size_bounds: np.ndarray
+    centroid_bounds: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """What one step reports. Sizes and centroids are in network pixels, batch means.
+
+    Attributes:
+        step: steps done so far (1 after the first).
+        epoch: epochs done so far (t grows at each epoch end).
+        t: the log-barrier parameter used in this step.
+        loss: the total loss.
+        parts: the weighted loss terms (``ce``, ``size``, ``centroid``, ``crf``, ``entropy``).
+        sizes: ``(K,)`` soft sizes.
+        size_bounds: ``(K, 2)`` mean bounds of the batch's slices (NaN = unbounded).
+        size_violation: ``(K,)`` mean distance of the size outside its bounds (pixels).
+        centroids: ``(K, 2)`` soft centroids.
+        centroid_violation: ``(K,)`` mean distance of the centroid outside its box (pixels).
+        preview: ``(P, S, S)`` uint8 predicted labels of the preview slices, or None.
+        preview_index: dataset rows of the preview slices.
+        dice: ``(K,)`` Dice of the preview against the dataset's labels, when it has them.
+        elapsed: seconds since the generator started.
+        slices_per_s: training slices per second over the last step.
+    """
+
+    step: int
+    epoch: int
+    t: float
+    loss: float
+    parts: dict[str, float]
+    sizes: np.ndarray
+    size_bounds: np.ndarray
+    size_violation: np.ndarray
+    centroids: np.ndarray
+    centroid_violation: np.ndarray
+    preview: np.ndarray | None = None
+    preview_index: np.ndarray | None = None
+    dice: np.ndarray | None = None
+    elapsed: float = 0.0
+    slices_per_s: float = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Loss
+
+
+@dataclass
+class Objective:
+    """The weighted sum of the terms a mode uses, computed in float32."""
+
+    config: TrainConfig
+
+    def __post_init__(self) -> None:
+        c = self.config
+        kind = c.penalty if c.uses_priors else Penalty.NONE
+        self.size = SizeConstraint(kind, c.size_weight)
+        self.centroid = CentroidConstraint(kind, c.centroid_weight)
+
+    def __call__(self, logits: Tensor, batch: Batch, t: Tensor | float) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Returns ``(total, parts, probs)``."""
+        c = self.config
+        logits = logits.float()
+        probs = F.softmax(c.temperature * logits, dim=1)
+        parts: dict[str, Tensor] = {}
+        if c.mode == Mode.FULL:
+            if batch.labels is None:
+                raise InputError("mode 'full' needs dense labels (a ground-truth mask)")
+            onehot = F.one_hot(batch.labels, probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+            parts["ce"] = c.ce_weight * (
+                F.cross_entropy(c.temperature * logits, batch.labels) + soft_dice_loss(probs, onehot)
+            )
+        elif c.uses_scribbles:
+            if batch.scribbles is None:
+                raise InputError(f"mode '{c.mode.value}' needs scribbles")
+            parts["ce"] = c.ce_weight * partial_cross_entropy(logits, batch.scribbles, temperature=c.temperature)
+        if c.uses_priors:
+            if c.size_weight > 0:
+                parts["size"] = self.size(probs, batch.size_bounds, t)
+            if c.centroid_weight > 0:
+                parts["centroid"] = self.centroid(probs, batch.centroid_bounds, t)
+        if c.mode != Mode.FULL:
+            if c.crf_weight > 0:
+                parts["crf"] = c.crf_weight * gated_crf_energy(probs, batch.images)
+            if c.entropy_weight > 0:
+                parts["entropy"] = c.entropy_weight * entropy(probs).mean()
+        total = torch.stack(list(parts.values())).sum() if parts else logits.sum() * 0.0
+        return total, parts, probs
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def _default_preview(n: int, limit: int = 16) -> np.ndarray:
+    return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).round().astype(int)
+
+
+def _check_supervision(data: SliceDataset, config: TrainConfig) -> None:
+    if len(data) == 0:
+        raise InputError("there are no slices to train on")
+    if config.mode == Mode.FULL and data.labels is None:
+        raise InputError("mode 'full' needs dense labels (a ground-truth mask)")
+    if config.uses_scribbles:
+        if data.scribbles is None or not (data.scribbles > 0).any():
+            raise InputError("no scribbles are painted: paint a few strokes of each class first")
+        painted = {int(v) - 1 for v in np.unique(data.scribbles) if v > 0}
+        has_bound = ~np.all(np.isnan(data.size_bounds), axis=(0, 2)) | ~np.all(
+            np.isnan(data.centroid_bounds), axis=(0, 2, 3)
+        )
+        uses_bounds = config.uses_priors
+        lonely = [c for c in range(data.num_classes) if c not in painted and not (uses_bounds and has_bound[c])]
+        if lonely:
+            raise InputError(
+                f"class {', '.join(str(c) for c in lonely)} has neither scribbles nor bounds: "
+                "paint it, give it a size or position bound, or remove it"
+            )
+    if config.mode == Mode.PRIORS and np.all(np.isnan(data.size_bounds)) and np.all(np.isnan(data.centroid_bounds)):
+        raise InputError("mode 'priors' needs at least one size or centroid bound")
+
+
+def train(
+    data: SliceDataset,
+    config: TrainConfig,
+    *,
+    class_names: Sequence[str] | None = None,
+    state: TrainState | None = None,
+    preview_index: Sequence[int] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
+    arch: str = "unet",
+) -> Generator[TrainEvent, Any, TrainState]:
+    """Train and yield a :class:`TrainEvent` after every step; return the final :class:`TrainState`.
+
+    Args:
+        data: slices at network resolution with scribbles / labels / bounds.
+        config: the settings; ``config.steps`` counts the steps of this call.
+        class_names: names of the K classes (default ``class0..``); ignored when ``state`` is given.
+        state: continue from a state (e.g. a loaded checkpoint); it is updated in place, so the
+            caller can save or predict with it after stopping the generator at any point.
+        preview_index: dataset rows shown in previews (default: up to 16 spread over the data).
+        checkpoint: a path written atomically every ``checkpoint_every`` steps and at the end.
+        checkpoint_every: 0 = only at the end.
+        arch: ``unet`` or ``shallow`` for a new state.
+
+    Sending a :class:`BoundsUpdate` into the generator replaces the bounds from the next step.
+
+    Raises:
+        InputError / TrainingError: bad supervision, a diverging loss, or no GPU memory left.
+    """
+    _check_supervision(data, config)
+    k = data.num_classes
+    if state is None:
+        names = tuple(class_names) if class_names is not None else tuple(f"class{i}" for i in range(k))
+        if len(names) != k:
+            raise InputError(f"{len(names)} class names for bounds of {k} classes")
+        state = TrainState.create(config, names, arch=arch)
+    else:
+        if state.num_classes != k:
+            raise InputError(
+                f"the model segments {state.num_classes} classes but the data defines {k}; "
+                "load a model trained for these classes or start a new one"
+            )
+        state.config = config
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed + state.step)
+    on_cuda = device.type == "cuda"
+    model = state.model.to(device)
+    if on_cuda and config.amp:
+        model = model.to(memory_format=torch.channels_last)
+    step_model: nn.Module = model
+    if config.compile and on_cuda:
+        step_model = torch.compile(model)  # type: ignore[assignment]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if state.optimizer_state is not None:
+        with contextlib.suppress(ValueError, KeyError):
+            optimizer.load_state_dict(state.optimizer_state)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr
+    slices = DeviceSlices(data, device, seed=config.seed + state.step)
+    objective = Objective(config)
+    steps_per_epoch = config.steps_per_epoch or max(1, math.ceil(len(data) / config.batch_size))
+    preview = np.asarray(preview_index if preview_index is not None else _default_preview(len(data)))
+    preview_images = torch.from_numpy(data.images[preview]).to(device)
+    preview_labels = None if data.labels is None else data.labels[preview]
+    t_tensor = torch.tensor(state.t, device=device)
+    started = time.perf_counter()
+    last = started
+    stop_at = state.step + config.steps
+    try:
+        while state.step < stop_at:
+            model.train()
+            batch = slices.batch(config.batch_size, augment=config.augment)
+            x = batch.images
+            if on_cuda and config.amp:
+                x = x.contiguous(memory_format=torch.channels_last)
+            t_tensor.fill_(state.t)
+            optimizer.zero_grad(set_to_none=True)
+            try:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda and config.amp):
+                    logits = step_model(x)
+                loss, parts, probs = objective(logits, batch, t_tensor)
+                loss.backward()
+            except torch.cuda.OutOfMemoryError:
+                optimizer.zero_grad(set_to_none=True)
+                del batch, x
+                release_memory()
+                raise TrainingError(
+                    f"the GPU ran out of memory at batch {config.batch_size}, width {config.width}, "
+                    f"size {config.size}: lower the batch size (e.g. {max(1, config.batch_size // 2)}) "
+                    "or the network width, or train on the CPU"
+                ) from None
+            with torch.no_grad():
+                stats = _step_stats(loss, parts, probs.detach(), batch)
+            values = stats.cpu().numpy()  # the step's one host synchronisation
+            if not np.isfinite(values[0]):
+                optimizer.zero_grad(set_to_none=True)
+                raise TrainingError(
+                    f"training diverged at step {state.step + 1} (the loss became {values[0]}): lower the "
+                    f"learning rate (now {config.lr:g}) or the penalty weights, and check the bounds "
+                    "(a lower bound above what the image can hold?)"
+                )
+            optimizer.step()
+            state.step += 1
+            t_used = state.t
+            if state.step % steps_per_epoch == 0:
+                state.t = min(state.t * config.t_growth, config.t_max)
+            now = time.perf_counter()
+            event = _make_event(values, list(parts), k, state, t_used, steps_per_epoch, now - started)
+            event = _with_rate(event, config.batch_size / max(now - last, 1e-9))
+            last = now
+            if config.preview_every and (state.step % config.preview_every == 0 or state.step == stop_at):
+                labels = predict_slices(model, preview_images, batch_size=max(config.batch_size, 8)).argmax(1)
+                pv = labels.to(torch.uint8).cpu().numpy()
+                dice = None if preview_labels is None else dice_per_class(pv, preview_labels, k)
+                event = _with_preview(event, pv, preview, dice)
+            if checkpoint is not None and checkpoint_every and state.step % checkpoint_every == 0:
+                state.optimizer_state = optimizer.state_dict()
+                save_checkpoint(state, checkpoint)
+            update = yield event
+            if isinstance(update, BoundsUpdate):
+                slices.set_bounds(update.size_bounds, update.centroid_bounds)
+                data.size_bounds = np.asarray(update.size_bounds, dtype=np.float32)
+                data.centroid_bounds = np.asarray(update.centroid_bounds, dtype=np.float32)
+        state.optimizer_state = optimizer.state_dict()
+        if checkpoint is not None:
+            save_checkpoint(state, checkpoint)
+    finally:
+        state.optimizer_state = _cpu_state(optimizer.state_dict())
+        state.model = model.to("cpu").to(memory_format=torch.contiguous_format)
+        del optimizer, slices, preview_images
+        release_memory()
+    return state
+
+
+def _cpu_state(opt_state: dict[str, Any]) -> dict[str, Any]:
+    def move(v: Any) -> Any:
+        if isinstance(v, Tensor):
+            return v.detach().cpu()
+        if isinstance(v, dict):
+            return {kk: move(vv) for kk, vv in v.items()}
+        if isinstance(v, list):
+            return [move(vv) for vv in v]
+        return v
+
+    return move(opt_state)  # type: ignore[no-any-return]
+
+
+def release_memory() -> None:
+    """Give cached GPU memory back to the driver (training ended, stopped or failed)."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _step_stats(loss: Tensor, parts: dict[str, Tensor], probs: Tensor, batch: Batch) -> Tensor:
+    sizes = soft_size(probs)
+    cents = soft_centroid(probs)
+    size_v = bound_violation(sizes, batch.size_bounds).mean(0)
+    cent_v = bound_violation(cents, batch.centroid_bounds).norm(dim=-1).mean(0)
+    bounds = torch.nanmean(batch.size_bounds, dim=0).flatten()
+    return torch.cat(
+        [
+            loss.detach().view(1),
+            torch.stack([p.detach() for p in parts.values()]) if parts else loss.new_zeros(0),
+            sizes.mean(0),
+            cents.mean(0).flatten(),
+            size_v,
+            cent_v,
+            bounds,
+        ]
+    ).float()
+
+
+def _make_event(
+    values: np.ndarray, names: list[str], k: int, state: TrainState, t: float, steps_per_epoch: int, elapsed: float
+) -> TrainEvent:
+    i = 1 + len(names)
+    parts = {n: float(v) for n, v in zip(names, values[1:i])}
+    sizes = values[i : i + k]
+    cents = values[i + k : i + 3 * k].reshape(k, 2)
+    size_v = values[i + 3 * k : i + 4 * k]
+    cent_v = values[i + 4 * k : i + 5 * k]
+    bounds = values[i + 5 * k : i + 7 * k].reshape(k, 2)
+    return TrainEvent(
+        step=state.step,
+        epoch=state.step // steps_per_epoch,
+        t=t,
+        loss=float(values[0]),
+        parts=parts,
+        sizes=sizes,
+        size_bounds=bounds,
+        size_violation=size_v,
+        centroids=cents,
+        centroid_violation=cent_v,
+        elapsed=elapsed,
+    )
+
+
+def _with_rate(event: TrainEvent, rate: float) -> TrainEvent:
+    return replace(event, slices_per_s=rate)
+
+
+def _with_preview(event: TrainEvent, preview: np.ndarray, index: np.ndarray, dice: np.ndarray | None) -> TrainEvent:
+    return replace(event, preview=preview, preview_index=index, dice=dice)
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction
+
+
+@torch.no_grad()
+def predict_slices(
+    model: nn.Module, images: Tensor | np.ndarray, *, batch_size: int = 16, temperature: float = 1.0
+) -> Tensor:
+    """Probabilities ``(N, K, S, S)`` of network-resolution slices ``(N, S, S)``, on the model's device.
+
+    Runs the model in eval mode (batch-norm running statistics) and restores its previous mode.
+    """
+    param = next(model.parameters())
+    x = torch.as_tensor(images, dtype=torch.float32).to(param.device)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    was_training = model.training
+    model.eval()
+    on_cuda = param.device.type == "cuda"
+    outs = []
+    try:
+        for i in range(0, x.shape[0], batch_size):
+            chunk = x[i : i + batch_size]
+            if on_cuda:
+                chunk = chunk.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=on_cuda):
+                logits = model(chunk)
+            outs.append(F.softmax(temperature * logits.float(), dim=1))
+    finally:
+        model.train(was_training)
+    return torch.cat(outs)
+
+
+def predict_volume(
+    state: TrainState,
+    image: np.ndarray,
+    *,
+    geometry: SliceGeometry | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 16,
+    return_probs: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
+
+    The image is normalised as at training time, cut to ``geometry``'s box (default: the state's
+    box when the source shape matches, else the whole slice), resized to the network size, and the
+    probabilities are resized back bilinearly before the arg-max.
+
+    Returns:
+        uint8 labels shaped like ``image`` (and float32 probabilities ``(Z, K, Y, X)`` if asked).
+    """
+    img = np.asarray(image)
+    squeeze = img.ndim == 2
+    if squeeze:
+        img = img[None]
+    if img.ndim != 3:
+        raise InputError(f"expected a 2D image or a 3D (Z, Y, X) volume, got shape {img.shape}")
+    h, w = img.shape[1:]
+    size = state.config.size
+    if geometry is None:
+        if state.geometry is not None and state.geometry.source_shape == (h, w):
+            geometry = state.geometry
+        else:
+            geometry = SliceGeometry.full((h, w), size)
+    dev = resolve_device(str(device)) if device is not None else resolve_device(state.config.device)
+    model = state.model.to(dev)
+    x = geometry.image_to_network(state.normalization(img))
+    labels = np.empty(img.shape, dtype=np.uint8)
+    probs_out = np.empty((img.shape[0], state.num_classes, h, w), dtype=np.float32) if return_probs else None
+    for i in range(0, img.shape[0], batch_size):
+        probs = predict_slices(
+            model, x[i : i + batch_size], batch_size=batch_size, temperature=state.config.temperature
+        )
+        full = geometry.probs_to_source(probs)
+        labels[i : i + batch_size] = full.argmax(1).to(torch.uint8).cpu().numpy()
+        if probs_out is not None:
+            probs_out[i : i + batch_size] = full.cpu().numpy()
+    if squeeze:
+        labels = labels[0]
+        if probs_out is not None:
+            probs_out = probs_out[0]
+    if return_probs:
+        return labels, probs_out  # type: ignore[return-value]
+    return labels

@@ -476,17 +476,28 @@ class DeviceSlices:
 
     Keeping everything on the device means a step never waits for a loader: indexing, flips,
     rotations and intensity jitter are a handful of tensor ops on the whole batch.
+
+    With ``shard=(rank, world_size)`` every process draws the same global permutation (same seed)
+    and keeps its own share of each global batch of ``world_size · batch_size`` slices, as a
+    distributed sampler would; augmentation draws from a per-rank stream.
     """
 
-    def __init__(self, data: SliceDataset, device: torch.device, *, seed: int = 0) -> None:
+    def __init__(
+        self, data: SliceDataset, device: torch.device, *, seed: int = 0, shard: tuple[int, int] = (0, 1)
+    ) -> None:
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}")
         self.data = data
         self.device = device
+        self.rank, self.world = rank, world
         self.images = torch.from_numpy(data.images).to(device)
         self.scribbles = None if data.scribbles is None else torch.from_numpy(data.scribbles).to(device)
         self.labels = None if data.labels is None else torch.from_numpy(data.labels).to(device)
         self.size_bounds = torch.from_numpy(data.size_bounds).to(device)
         self.centroid_bounds = torch.from_numpy(data.centroid_bounds).to(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.augment_generator = torch.Generator(device=device).manual_seed(seed + 7919 * (rank + 1))
         self._order: Tensor | None = None
         self._cursor = 0
 
@@ -521,7 +532,7 @@ class DeviceSlices:
         return torch.cat(parts)
 
     def batch(self, batch_size: int, *, augment: bool) -> Batch:
-        idx = self._next_index(batch_size)
+        idx = self._next_index(batch_size * self.world)[self.rank :: self.world]
         b = Batch(
             self.images[idx].unsqueeze(1),
             None if self.scribbles is None else self.scribbles[idx],
@@ -530,7 +541,7 @@ class DeviceSlices:
             self.centroid_bounds[idx],
             idx,
         )
-        return augment_batch(b, self.generator) if augment else b
+        return augment_batch(b, self.augment_generator) if augment else b
 
 
 def _where_b(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -346,6 +346,9 @@ def train(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 0,
     arch: str = "unet",
+    wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    is_main: bool = True,
 ) -> Generator[TrainEvent, Any, TrainState]:
     """Train and yield a :class:`TrainEvent` after every step; return the final :class:`TrainState`.
 
@@ -359,6 +362,9 @@ def train(
         checkpoint: a path written atomically every ``checkpoint_every`` steps and at the end.
         checkpoint_every: 0 = only at the end.
         arch: ``unet`` or ``shallow`` for a new state.
+        wrap_model: wraps the device model for the step (e.g. DistributedDataParallel).
+        shard: ``(rank, world_size)``: this process trains on its share of every global batch.
+        is_main: only the main process writes checkpoints and computes previews.
 
     Sending a :class:`BoundsUpdate` into the generator replaces the bounds from the next step.
 
@@ -385,16 +391,16 @@ def train(
     model = state.model.to(device)
     if on_cuda and config.amp:
         model = model.to(memory_format=torch.channels_last)
-    step_model: nn.Module = model
+    step_model: nn.Module = model if wrap_model is None else wrap_model(model)
     if config.compile and on_cuda:
-        step_model = torch.compile(model)  # type: ignore[assignment]
+        step_model = torch.compile(step_model)  # type: ignore[assignment]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if state.optimizer_state is not None:
         with contextlib.suppress(ValueError, KeyError):
             optimizer.load_state_dict(state.optimizer_state)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr
-    slices = DeviceSlices(data, device, seed=config.seed + state.step)
+    slices = DeviceSlices(data, device, seed=config.seed + state.step, shard=shard)
     objective = Objective(config)
     steps_per_epoch = config.steps_per_epoch or max(1, math.ceil(len(data) / config.batch_size))
     preview = np.asarray(preview_index if preview_index is not None else _default_preview(len(data)))
@@ -446,12 +452,12 @@ def train(
             event = _make_event(values, list(parts), k, state, t_used, steps_per_epoch, now - started)
             event = _with_rate(event, config.batch_size / max(now - last, 1e-9))
             last = now
-            if config.preview_every and (state.step % config.preview_every == 0 or state.step == stop_at):
+            if is_main and config.preview_every and (state.step % config.preview_every == 0 or state.step == stop_at):
                 labels = predict_slices(model, preview_images, batch_size=max(config.batch_size, 8)).argmax(1)
                 pv = labels.to(torch.uint8).cpu().numpy()
                 dice = None if preview_labels is None else dice_per_class(pv, preview_labels, k)
                 event = _with_preview(event, pv, preview, dice)
-            if checkpoint is not None and checkpoint_every and state.step % checkpoint_every == 0:
+            if is_main and checkpoint is not None and checkpoint_every and state.step % checkpoint_every == 0:
                 state.optimizer_state = optimizer.state_dict()
                 save_checkpoint(state, checkpoint)
             update = yield event
@@ -460,7 +466,7 @@ def train(
                 data.size_bounds = np.asarray(update.size_bounds, dtype=np.float32)
                 data.centroid_bounds = np.asarray(update.centroid_bounds, dtype=np.float32)
         state.optimizer_state = optimizer.state_dict()
-        if checkpoint is not None:
+        if is_main and checkpoint is not None:
             save_checkpoint(state, checkpoint)
     finally:
         state.optimizer_state = _cpu_state(optimizer.state_dict())

@@ -175,8 +175,12 @@ class SliceGeometry:
         return resize_stack(self.crop(stack), (self.size, self.size), labels=False)
 
     def labels_to_network(self, stack: np.ndarray) -> np.ndarray:
-        """``(N, H, W)`` integer maps (labels or scribbles) → ``(N, size, size)`` nearest."""
-        return resize_stack(self.crop(stack), (self.size, self.size), labels=True)
+        """``(N, H, W)`` dense labels → ``(N, size, size)`` by majority vote."""
+        return resize_labels(self.crop(stack), (self.size, self.size))
+
+    def scribbles_to_network(self, stack: np.ndarray) -> np.ndarray:
+        """``(N, H, W)`` scribbles → ``(N, size, size)``, keeping thin strokes when shrinking."""
+        return resize_labels(self.crop(stack), (self.size, self.size), scribbles=True)
 
     def probs_to_source(self, probs: Tensor) -> Tensor:
         """``(N, K, size, size)`` probabilities → ``(N, K, H, W)`` on the source grid.
@@ -195,7 +199,7 @@ class SliceGeometry:
         return out
 
     def labels_to_source(self, labels: np.ndarray) -> np.ndarray:
-        """``(N, size, size)`` class maps → ``(N, H, W)`` (nearest; background outside the box)."""
+        """``(N, size, size)`` class maps → ``(N, H, W)`` (majority vote; background outside the box)."""
         r0, r1, c0, c1 = self.box
         h, w = self.source_shape
         resized = resize_stack(labels, (r1 - r0, c1 - c0), labels=True)
@@ -213,17 +217,41 @@ class SliceGeometry:
 
 
 def resize_stack(stack: np.ndarray, shape: tuple[int, int], *, labels: bool) -> np.ndarray:
-    """Resize ``(N, H, W)`` slices: bilinear with antialiasing for images, nearest for labels."""
+    """Resize ``(N, H, W)`` slices: bilinear with antialiasing for images, majority vote for labels."""
     stack = np.asarray(stack)
     if stack.shape[1:] == tuple(shape):
         return stack.copy()
     if labels:
-        t = torch.from_numpy(stack.astype(np.float32))[:, None]
-        out = F.interpolate(t, size=shape, mode="nearest-exact")
-        return out[:, 0].numpy().astype(stack.dtype)
+        return resize_labels(stack, shape)
     t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[:, None]
     out = F.interpolate(t, size=shape, mode="bilinear", align_corners=False, antialias=True)
     return out[:, 0].numpy()
+
+
+def resize_labels(stack: np.ndarray, shape: tuple[int, int], *, scribbles: bool = False) -> np.ndarray:
+    """Resize integer maps ``(N, H, W)`` by the area share of each value in every target pixel.
+
+    Dense labels take the value covering most of the pixel. With ``scribbles=True`` a target
+    pixel is annotated whenever any painted pixel falls in it (the most frequent painted value
+    wins), so one-pixel strokes survive shrinking instead of vanishing as with nearest sampling.
+    """
+    stack = np.asarray(stack)
+    if stack.shape[1:] == tuple(shape):
+        return stack.copy()
+    values = np.unique(stack)
+    out = np.empty((stack.shape[0], *shape), dtype=stack.dtype)
+    for i in range(stack.shape[0]):  # one slice at a time bounds the one-hot's memory
+        src = torch.from_numpy(np.ascontiguousarray(stack[i]).astype(np.int64))
+        onehot = (src[None] == torch.from_numpy(values.astype(np.int64))[:, None, None]).float()
+        share = F.interpolate(onehot[None], size=shape, mode="area")[0]
+        if scribbles and values[0] == NOT_ANNOTATED and len(values) > 1:
+            painted = share[1:]
+            best = painted.argmax(0) + 1
+            pick = torch.where(painted.sum(0) > 0, best, torch.zeros_like(best))
+        else:
+            pick = share.argmax(0)
+        out[i] = values[pick.numpy()]
+    return out
 
 
 def crop_around(
@@ -290,7 +318,7 @@ def bounds_from_priors(
         painted = s.reshape(n_slices, -1)
         any_scribble = (painted != NOT_ANNOTATED).any(axis=1)
         has_class = np.stack([(painted == c + 1).any(axis=1) for c in range(k)], axis=1)
-        sizes[~any_scribble, :, 0] = np.where(np.isnan(sizes[~any_scribble, :, 0]), np.nan, 0.0)
+        sizes[~any_scribble, :, 0] = np.nan
         if absent_from_scribbles:
             # Only foreground classes: background is always somewhere on a slice.
             missing = any_scribble[:, None] & ~has_class
@@ -436,7 +464,7 @@ def prepare_volume(
     images = geom.image_to_network(norm(img))
     scr = None
     if scribbles is not None:
-        scr = geom.labels_to_network(check_scribbles(scribbles, num_classes, img.shape))
+        scr = geom.scribbles_to_network(check_scribbles(scribbles, num_classes, img.shape))
     lab = None
     if labels is not None:
         lab = geom.labels_to_network(check_labels(labels, num_classes, img.shape))

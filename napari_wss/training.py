@@ -313,7 +313,7 @@ def _default_preview(n: int, limit: int = 16) -> np.ndarray:
     return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).round().astype(int)
 
 
-def _check_supervision(data: SliceDataset, config: TrainConfig) -> None:
+def _check_supervision(data: SliceDataset, config: TrainConfig, names: Sequence[str]) -> None:
     if len(data) == 0:
         raise InputError("there are no slices to train on")
     if config.mode == Mode.FULL and data.labels is None:
@@ -325,11 +325,10 @@ def _check_supervision(data: SliceDataset, config: TrainConfig) -> None:
         has_bound = ~np.all(np.isnan(data.size_bounds), axis=(0, 2)) | ~np.all(
             np.isnan(data.centroid_bounds), axis=(0, 2, 3)
         )
-        uses_bounds = config.uses_priors
-        lonely = [c for c in range(data.num_classes) if c not in painted and not (uses_bounds and has_bound[c])]
+        lonely = [names[c] for c in range(data.num_classes) if c not in painted and not has_bound[c]]
         if lonely:
             raise InputError(
-                f"class {', '.join(str(c) for c in lonely)} has neither scribbles nor bounds: "
+                f"class {', '.join(repr(n) for n in lonely)} has neither scribbles nor bounds: "
                 "paint it, give it a size or position bound, or remove it"
             )
     if config.mode == Mode.PRIORS and np.all(np.isnan(data.size_bounds)) and np.all(np.isnan(data.centroid_bounds)):
@@ -371,14 +370,15 @@ def train(
     Raises:
         InputError / TrainingError: bad supervision, a diverging loss, or no GPU memory left.
     """
-    _check_supervision(data, config)
     k = data.num_classes
     if state is None:
         names = tuple(class_names) if class_names is not None else tuple(f"class{i}" for i in range(k))
         if len(names) != k:
             raise InputError(f"{len(names)} class names for bounds of {k} classes")
+        _check_supervision(data, config, names)
         state = TrainState.create(config, names, arch=arch)
     else:
+        _check_supervision(data, config, state.class_names if state.num_classes == k else [str(c) for c in range(k)])
         if state.num_classes != k:
             raise InputError(
                 f"the model segments {state.num_classes} classes but the data defines {k}; "

@@ -1,0 +1,219 @@
+"""Slices, geometry, bounds and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_wss.config import ClassPrior
+from napari_wss.data import (
+    Batch,
+    DeviceSlices,
+    Normalization,
+    SliceGeometry,
+    augment_batch,
+    bounds_from_labels,
+    bounds_from_priors,
+    check_scribbles,
+    crop_around,
+    labels_to_scribbles,
+    prepare_volume,
+    scribbles_to_labels,
+)
+from napari_wss.errors import InputError
+from napari_wss.losses import soft_centroid
+
+
+def test_scribble_encoding_round_trip() -> None:
+    labels = np.array([[0, 1], [2, 3]], dtype=np.uint8)
+    s = labels_to_scribbles(labels)
+    assert s.tolist() == [[1, 2], [3, 4]]
+    assert np.array_equal(scribbles_to_labels(s), labels)
+    partial = np.array([[0, 2], [1, 0]], dtype=np.uint8)
+    assert scribbles_to_labels(partial).tolist() == [[-1, 1], [0, -1]]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.array([[0, 5]]), "beyond the 4 classes"),
+        (np.array([[0, -1]]), ">= 0"),
+        (np.array([[0, 1.5]]), "whole numbers"),
+        (np.array([["a"]]), "integers"),
+    ],
+)
+def test_check_scribbles_rejects(values: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_scribbles(values, 4)
+
+
+def test_check_scribbles_shape() -> None:
+    with pytest.raises(InputError, match="shape"):
+        check_scribbles(np.zeros((2, 3)), 4, shape=(3, 3))
+
+
+@pytest.mark.parametrize(
+    ("volume", "message"),
+    [
+        (np.full((2, 4, 4), np.nan), "NaN or infinite"),
+        (np.array([[[0, np.inf], [1, 2]]]), "NaN or infinite"),
+        (np.zeros((2, 4, 4)), "constant"),
+        (np.full((2, 4, 4), 7.0), "constant"),
+    ],
+)
+def test_normalization_rejects_bad_intensities(volume: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        Normalization()(volume)
+
+
+def test_normalization_robust_range() -> None:
+    v = np.arange(1000, dtype=np.int16).reshape(10, 10, 10)
+    v[0, 0, 0] = 30000  # an outlier does not squash the rest
+    out = Normalization()(v)
+    assert out.dtype == np.float32 and out.min() == 0 and out.max() == 1
+    assert 0.5 < out[5].mean() < 0.6
+
+
+def test_geometry_points_round_trip_and_bounds() -> None:
+    g = SliceGeometry((100, 80), (10, 60, 20, 70), 64)
+    rows, cols = np.array([10.0, 35.0, 59.0]), np.array([20.0, 44.5, 69.0])
+    r, c = g.to_network_points(rows, cols)
+    rr, cc = g.to_source_points(r, c)
+    assert np.allclose(rr, rows) and np.allclose(cc, cols)
+    sizes, cents = g.bounds_to_network(np.array([[[100.0, 200.0]]]), np.array([[[[10.0, 59.0], [20.0, 69.0]]]]))
+    assert np.allclose(sizes, [[[100 * (64 / 50) ** 2, 200 * (64 / 50) ** 2]]])
+    # box corners (first/last source pixel centres) land on network pixels near 0 and 63
+    assert cents[0, 0, 0, 0] == pytest.approx(0.14) and cents[0, 0, 0, 1] == pytest.approx(62.86)
+
+
+def test_geometry_crop_pads_outside_and_maps_back() -> None:
+    labels = np.zeros((1, 20, 20), dtype=np.uint8)
+    labels[0, 5:10, 5:10] = 2
+    g = SliceGeometry((20, 20), (-4, 16, 0, 20), 20)
+    net = g.labels_to_network(labels)
+    assert net.shape == (1, 20, 20) and net[0, :4].max() == 0 and net[0, 9:14, 5:10].min() == 2
+    back = g.labels_to_source(net)
+    assert np.array_equal(back[0, :16], labels[0, :16]) and back[0, 16:].max() == 0
+    probs = torch.zeros(1, 3, 20, 20)
+    probs[:, 1] = 1.0
+    full = g.probs_to_source(probs)
+    assert full[0, 1, :16].min() == 1 and full[0, 0, 16:].min() == 1
+
+
+def test_crop_around_foreground_only() -> None:
+    s = np.zeros((2, 100, 100), dtype=np.uint8)
+    s[0, 0:5, 0:5] = 1  # background strokes are ignored
+    s[1, 40:60, 45:55] = 3
+    box = crop_around(s, margin=0.5, min_side=8)
+    assert box == (30, 70, 30, 70)
+    assert crop_around(np.ones((1, 4, 4), dtype=np.uint8)) is None
+
+
+def test_bounds_from_priors_rules() -> None:
+    priors = [
+        ClassPrior("background"),
+        ClassPrior("RV", size=(10, 50), centroid=((2, 8), (2, 8))),
+        ClassPrior("LV", size=(20, 60)),
+    ]
+    scribbles = np.zeros((3, 10, 10), dtype=np.uint8)
+    scribbles[0, 1, 1] = 1
+    scribbles[0, 5, 5] = 2  # slice 0: RV painted, LV not -> LV absent
+    scribbles[1, 5, 5] = 3  # slice 1: LV painted, RV not -> RV absent
+    # slice 2: nothing painted -> lower bounds dropped
+    sizes, cents = bounds_from_priors(priors, 3, (10, 10), scribbles=scribbles, absent=[(0, 1)])
+    assert np.isnan(sizes[:, 0]).all()
+    assert sizes[0, 2].tolist() == [0, 0] and sizes[1, 1].tolist() == [0, 0]
+    assert sizes[0, 1].tolist() == [0, 0]  # explicitly absent
+    assert np.isnan(sizes[2, 1, 0]) and sizes[2, 1, 1] == 50
+    assert np.isnan(cents[1, 1]).all() and cents[2, 1].tolist() == [[2, 8], [2, 8]]
+
+
+def test_bounds_from_priors_checks_fit() -> None:
+    with pytest.raises(InputError, match="outside the 10x10 image"):
+        bounds_from_priors([ClassPrior("bg"), ClassPrior("x", centroid=((20, 30), (0, 5)))], 1, (10, 10))
+    with pytest.raises(InputError, match="exceeds the slice area"):
+        bounds_from_priors([ClassPrior("bg"), ClassPrior("x", size=(200, 300))], 1, (10, 10))
+
+
+def test_bounds_from_labels_oracle() -> None:
+    lab = np.zeros((2, 10, 10), dtype=np.uint8)
+    lab[0, 2:4, 2:7] = 1  # 10 px, centroid (2.5, 4)
+    sizes, cents = bounds_from_labels(lab, 2, margin=0.1, centroid_margin=0.1)
+    assert sizes[0, 1] == pytest.approx([9, 11]) and sizes[1, 1].tolist() == [0, 0]
+    assert np.allclose(cents[0, 1], [[1.5, 3.5], [3.0, 5.0]])
+    assert np.isnan(cents[1, 1]).all()
+
+
+def test_prepare_volume_shapes_and_bounds() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(3, 40, 30))
+    scr = np.zeros((3, 40, 30), dtype=np.uint8)
+    scr[:, 10, 10] = 2
+    sb = np.full((3, 2, 2), np.nan, dtype=np.float32)
+    sb[:, 1] = [100, 200]
+    ds, geom = prepare_volume(img, num_classes=2, size=16, scribbles=scr, size_bounds=sb)
+    assert ds.images.shape == (3, 16, 16) and ds.scribbles is not None and ds.scribbles.max() == 2
+    assert ds.size_bounds[0, 1] == pytest.approx([100 * 256 / 1200, 200 * 256 / 1200])
+    assert geom.source_shape == (40, 30)
+    with pytest.raises(InputError, match="shape"):
+        prepare_volume(img, num_classes=2, size=16, scribbles=scr[:, :20])
+
+
+def _blob_batch(seed: int) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    b, s = 8, 16
+    labels = torch.zeros(b, s, s, dtype=torch.long)
+    for i in range(b):
+        r, c = torch.randint(0, s - 5, (2,), generator=g).tolist()
+        h, w = torch.randint(2, 5, (2,), generator=g).tolist()
+        labels[i, r : r + h, c : c + w] = 1
+    onehot = torch.stack([1.0 - labels, labels.float()], 1)
+    cen = soft_centroid(onehot)
+    cents = torch.stack([cen - torch.tensor([1.0, 2.0]), cen + torch.tensor([0.5, 3.0])], -1)  # asymmetric box
+    return Batch(
+        labels[:, None].float(), (labels + 1).to(torch.uint8), labels, torch.zeros(b, 2, 2), cents, torch.arange(b)
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_augmentation_moves_centroid_boxes_with_pixels(seed: int) -> None:
+    batch = _blob_batch(seed)
+    before = soft_centroid(torch.stack([1.0 - batch.labels, batch.labels.float()], 1))[:, 1]
+    offset = before - batch.centroid_bounds[:, 1, :, 0]  # where the centroid sits inside its box
+    out = augment_batch(batch, torch.Generator().manual_seed(seed))
+    assert out.labels is not None and out.scribbles is not None
+    assert torch.equal(out.scribbles.long() - 1, out.labels)
+    after = soft_centroid(torch.stack([1.0 - out.labels, out.labels.float()], 1))[:, 1]
+    lo, hi = out.centroid_bounds[:, 1, :, 0], out.centroid_bounds[:, 1, :, 1]
+    assert torch.all(lo <= after + 1e-5) and torch.all(after <= hi + 1e-5)
+    assert torch.allclose((hi - lo).sort(-1).values, torch.tensor([1.5, 5.0]).expand(8, 2))
+    assert offset.shape == after.shape
+
+
+def test_device_slices_epochs_and_shards() -> None:
+    rng = np.random.default_rng(0)
+    ds, _ = prepare_volume(rng.normal(size=(10, 8, 8)), num_classes=2, size=8)
+    one = DeviceSlices(ds, torch.device("cpu"), seed=1)
+    seen = torch.cat([one.batch(5, augment=False).index for _ in range(2)])
+    assert sorted(seen.tolist()) == list(range(10))  # one epoch visits every slice once
+    ranks = [DeviceSlices(ds, torch.device("cpu"), seed=1, shard=(r, 2)) for r in range(2)]
+    parts = [r.batch(5, augment=False).index for r in ranks]
+    assert sorted(torch.cat(parts).tolist()) == list(range(10))
+
+
+def test_thin_scribbles_survive_shrinking() -> None:
+    s = np.zeros((1, 120, 120), dtype=np.uint8)
+    s[0, 60, 10:110] = 3  # a one-pixel line
+    s[0, 20:100, 30] = 1
+    geom = SliceGeometry.full((120, 120), 32)
+    small = geom.scribbles_to_network(s)
+    assert (small == 3).sum() >= 25 and (small == 1).sum() >= 20
+    assert (geom.labels_to_network(s) == 3).sum() < 5  # majority vote drops them, as intended for labels
+
+
+def test_label_majority_vote_shrinks_without_shifting() -> None:
+    lab = np.zeros((1, 64, 64), dtype=np.uint8)
+    lab[0, 16:48, 16:48] = 2
+    small = SliceGeometry.full((64, 64), 16).labels_to_network(lab)
+    assert small[0, 4:12, 4:12].min() == 2 and (small == 2).sum() == 64

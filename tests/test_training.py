@@ -1,0 +1,225 @@
+"""The training generator end to end on small CPU problems, checkpoints and failure handling."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from napari_wss.config import TrainConfig
+from napari_wss.data import SliceDataset, bounds_from_labels, crop_around, prepare_volume
+from napari_wss.errors import InputError
+from napari_wss.models import ResidualUNet
+from napari_wss.toy import cardiac_phantom, make_toy2
+from napari_wss.training import (
+    BoundsUpdate,
+    Objective,
+    TrainingError,
+    TrainState,
+    load_checkpoint,
+    predict_slices,
+    predict_volume,
+    save_checkpoint,
+    train,
+)
+
+SMALL = {"width": 8, "depth": 3, "size": 32, "batch_size": 4, "preview_every": 0}
+
+
+def _run(gen):  # type: ignore[no-untyped-def]
+    """Drain a training generator and return its final state."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _toy2(n: int = 16, size: int = 64) -> tuple[SliceDataset, np.ndarray, np.ndarray]:
+    toy = make_toy2(n, seed=0, size=size)
+    area = np.pi * toy.radius**2
+    sizes = np.full((n, 2, 2), np.nan, dtype=np.float32)
+    sizes[:, 1] = [0.9 * area, 1.1 * area]
+    sizes[:, 0] = [size * size - 1.1 * area, size * size - 0.9 * area]
+    cents = np.full((n, 2, 2, 2), np.nan, dtype=np.float32)
+    for i, (r, c) in enumerate(toy.centers):
+        cents[i, 1] = [[r - 2, r + 2], [c - 2, c + 2]]
+    ds, _ = prepare_volume(
+        toy.images.astype(np.float32),
+        num_classes=2,
+        size=size,
+        scribbles=toy.scribbles,
+        labels=toy.labels,
+        size_bounds=sizes,
+        centroid_bounds=cents,
+    )
+    return ds, toy.labels > 0, toy.images == 255
+
+
+@pytest.mark.slow
+def test_priors_alone_separate_target_from_distractor_partial_does_not() -> None:
+    """The seed's TOY2 experiment in small: no pixel labels, only size and centroid priors."""
+    ds, target, distractor = _toy2()
+    results = {}
+    for mode, penalty, steps in (("priors", "log-barrier", 250), ("partial", "none", 100)):
+        cfg = TrainConfig(mode=mode, penalty=penalty, steps=steps, lr=1e-2, width=8, depth=3, size=64)
+        cfg = cfg.with_(batch_size=8, preview_every=0)
+        state = _run(train(ds, cfg, class_names=("background", "target")))
+        pred = predict_slices(state.model, ds.images)[:, 1].numpy() > 0.5
+        dice = 2 * (pred & target).sum() / (pred.sum() + target.sum())
+        results[mode] = (dice, pred[distractor].mean())
+    assert results["priors"][0] > 0.6, results
+    assert results["priors"][1] < 0.05, results
+    assert results["partial"][1] > 0.5, results  # the point label alone grows over the distractor too
+    assert results["partial"][0] < 0.3, results
+
+
+def _phantom_data(size: int = 32) -> tuple[SliceDataset, object]:
+    ph = cardiac_phantom(n_slices=4, size=64, seed=1)
+    sizes, cents = bounds_from_labels(ph.labels, 4, margin=0.2)
+    return prepare_volume(
+        ph.image,
+        num_classes=4,
+        size=size,
+        scribbles=ph.scribbles,
+        labels=ph.labels,
+        size_bounds=sizes,
+        centroid_bounds=cents,
+    ), ph
+
+
+@pytest.mark.parametrize(
+    ("mode", "penalty"),
+    [("full", "none"), ("partial", "none"), ("constrained", "quadratic"), ("constrained", "log-barrier")],
+)
+def test_every_mode_yields_events(mode: str, penalty: str) -> None:
+    (ds, _), _ = _phantom_data()
+    cfg = TrainConfig(mode=mode, penalty=penalty, steps=3, **{**SMALL, "preview_every": 3})
+    events = list(train(ds, cfg, class_names=("bg", "RV", "Myo", "LV")))
+    assert [e.step for e in events] == [1, 2, 3]
+    assert all(np.isfinite(e.loss) for e in events)
+    last = events[-1]
+    assert last.preview is not None and last.preview.shape == (4, 32, 32) and last.dice is not None
+    assert last.sizes.shape == (4,) and last.centroids.shape == (4, 2)
+    if mode == "constrained":
+        assert {"ce", "size", "centroid"} <= set(last.parts)
+    else:
+        assert set(last.parts) == {"ce"}
+
+
+def test_t_grows_each_epoch() -> None:
+    (ds, _), _ = _phantom_data()
+    cfg = TrainConfig(steps=4, steps_per_epoch=2, t0=2.0, t_growth=1.5, **SMALL)
+    ts = [e.t for e in train(ds, cfg, class_names=("bg", "RV", "Myo", "LV"))]
+    assert ts == pytest.approx([2.0, 2.0, 3.0, 3.0])
+
+
+def test_bounds_sent_in_apply_from_next_step() -> None:
+    (ds, _), _ = _phantom_data()
+    cfg = TrainConfig(steps=3, augment=False, **SMALL)
+    gen = train(ds, cfg, class_names=("bg", "RV", "Myo", "LV"))
+    first = next(gen)
+    sizes = ds.size_bounds.copy()
+    sizes[:, 3] = [11.0, 22.0]
+    second = gen.send(BoundsUpdate(sizes, ds.centroid_bounds.copy()))
+    assert not np.allclose(first.size_bounds[3], [11.0, 22.0])
+    assert second.size_bounds[3] == pytest.approx([11.0, 22.0])
+    gen.close()
+
+
+def test_checkpoint_round_trip_and_continue(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (ds, geom), ph = _phantom_data()
+    cfg = TrainConfig(steps=2, **SMALL)
+    state = _run(train(ds, cfg, class_names=("bg", "RV", "Myo", "LV"), checkpoint=tmp_path / "m.pt"))
+    state.geometry = geom
+    save_checkpoint(state, tmp_path / "m.pt")
+    loaded = load_checkpoint(tmp_path / "m.pt", num_classes=4)
+    assert loaded.class_names == ("bg", "RV", "Myo", "LV") and loaded.step == 2 and loaded.config == cfg
+    a = predict_volume(state, ph.image)
+    b = predict_volume(loaded, ph.image)
+    assert a.shape == ph.image.shape and np.array_equal(a, b)
+    more = _run(train(ds, cfg, state=loaded))
+    assert more.step == 4
+    with pytest.raises(InputError, match="segments 4 classes"):
+        load_checkpoint(tmp_path / "m.pt", num_classes=3)
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="not a napari-wss model file or is damaged"):
+        load_checkpoint(tmp_path / "bad.pt")
+    assert list(tmp_path.glob(".*.tmp")) == []  # no temporary files left behind
+
+
+def test_predict_volume_with_crop_maps_back() -> None:
+    ph = cardiac_phantom(n_slices=3, size=64, seed=2)
+    box = crop_around(ph.scribbles)
+    assert box is not None
+    (ds, geom) = prepare_volume(ph.image, num_classes=4, size=32, scribbles=ph.scribbles, box=box)
+    state = _run(train(ds, TrainConfig(mode="partial", penalty="none", steps=1, **SMALL)))
+    labels = predict_volume(state, ph.image, geometry=geom)
+    assert labels.shape == ph.image.shape and labels.dtype == np.uint8
+    r0, r1, c0, c1 = box
+    outside = np.ones(labels.shape[1:], dtype=bool)
+    outside[max(r0, 0) : r1, max(c0, 0) : c1] = False
+    assert labels[:, outside].max() == 0
+
+
+def test_diverging_loss_stops_with_advice() -> None:
+    (ds, _), _ = _phantom_data()
+    cfg = TrainConfig(steps=3, **SMALL)
+    state = TrainState.create(cfg, ("bg", "RV", "Myo", "LV"))
+    with torch.no_grad():
+        for p in state.model.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(TrainingError, match=r"diverged at step 1.*learning rate"):
+        _run(train(ds, cfg, state=state))
+
+
+def test_out_of_memory_becomes_advice(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (ds, _), _ = _phantom_data()
+
+    def boom(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(Objective, "__call__", boom)
+    with pytest.raises(TrainingError, match=r"ran out of memory at batch 4.*lower the batch size"):
+        _run(train(ds, TrainConfig(steps=2, **SMALL), class_names=("bg", "RV", "Myo", "LV")))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: setattr(d, "scribbles", np.zeros_like(d.scribbles)), "no scribbles are painted"),
+        (
+            lambda d: (
+                setattr(d, "scribbles", np.where(d.scribbles == 2, 0, d.scribbles).astype(np.uint8)),
+                setattr(d, "size_bounds", np.full_like(d.size_bounds, np.nan)),
+                setattr(d, "centroid_bounds", np.full_like(d.centroid_bounds, np.nan)),
+            ),
+            "'RV' has neither scribbles nor bounds",
+        ),
+    ],
+)
+def test_missing_supervision_is_refused(mutate, message) -> None:  # type: ignore[no-untyped-def]
+    (ds, _), _ = _phantom_data()
+    mutate(ds)
+    with pytest.raises(InputError, match=message):
+        next(train(ds, TrainConfig(steps=1, **SMALL), class_names=("bg", "RV", "Myo", "LV")))
+
+
+def test_stopping_early_leaves_a_usable_state() -> None:
+    (ds, _), ph = _phantom_data()
+    state = TrainState.create(TrainConfig(steps=50, **SMALL), ("bg", "RV", "Myo", "LV"))
+    gen = train(ds, state.config, state=state)
+    for _ in itertools.islice(gen, 2):
+        pass
+    gen.close()
+    assert state.step == 2 and next(state.model.parameters()).device.type == "cpu"
+    assert predict_volume(state, ph.image).shape == ph.image.shape
+
+
+def test_unet_pads_odd_sizes_and_rejects_tiny_inputs() -> None:
+    net = ResidualUNet(1, 3, width=4, depth=3)
+    assert net(torch.zeros(1, 1, 27, 19)).shape == (1, 3, 27, 19)
+    with pytest.raises(InputError, match="smaller than this network's minimum of 8x8"):
+        net(torch.zeros(1, 1, 6, 30))

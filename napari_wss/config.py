@@ -167,7 +167,8 @@ class TrainConfig:
         penalty: how bounds are enforced (:class:`Penalty`); ignored in ``full``/``partial``.
         steps: optimisation steps (the run ends after this many).
         batch_size: slices per step.
-        lr: Adam learning rate.
+        lr: AdamW learning rate.
+        lr_schedule: ``constant`` (interactive use) or ``cosine`` (decays to 0 over ``steps``).
         weight_decay: Adam weight decay.
         ce_weight: weight of the (partial) cross-entropy term.
         size_weight: weight of the size penalty (the papers use 1e-2 with ÷ H·W normalisation).
@@ -183,7 +184,7 @@ class TrainConfig:
         size: the network's input side in pixels (slices are resized to size × size).
         augment: random flips, 90° rotations and intensity jitter.
         device: ``auto`` (cuda → mps → cpu), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-        amp: bf16 autocast and channels_last on CUDA.
+        amp: bf16 autocast and channels_last on CUDA and on CPUs with AMX (bf16 tiles).
         seed: seeds numpy and torch.
         preview_every: a CPU preview of the prediction every N steps (0 = never).
         compile: ``torch.compile`` the model on CUDA.
@@ -196,6 +197,7 @@ class TrainConfig:
     steps: int = 300
     batch_size: int = 4
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     weight_decay: float = 1e-4
     ce_weight: float = 1.0
     size_weight: float = 1e-2
@@ -243,6 +245,8 @@ class TrainConfig:
                 f"got {self.size}; nearest valid sizes are {max(lower, multiple)} and {lower + multiple}"
             )
         _check_range("lr", self.lr, 0.0, 1.0, lo_open=True)
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise InputError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
         for name in ("ce_weight", "size_weight", "centroid_weight", "crf_weight", "entropy_weight"):
             _check_range(name, getattr(self, name), 0.0, 1e6)

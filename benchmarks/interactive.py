@@ -1,0 +1,170 @@
+"""The plugin's scenario: train on ONE ACDC volume's own scribbles (+ priors), predict that volume.
+
+For each volume: the clock starts as the user presses Train (normalisation, crop around the
+foreground scribbles, resizing, model creation all count). We record the time to the first preview
+(the first step plus one prediction of the volume's slices) and the 3D Dice of the whole volume,
+predicted on its own grid, after 10, 30 and 60 s of training (evaluation time is excluded from the
+clock). Size ranges come from the other patients' masks (a user's textbook knowledge), absence and
+centroid boxes from the volume's own scribbles.
+
+    python benchmarks/interactive.py --volumes 5 --budgets 10,30,60               # CPU, real NIfTI
+    python benchmarks/interactive.py --source pack --device cuda --budgets 5,15   # GPU, packed data
+
+Prints one JSON line per volume and the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from acdc_pack import DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_pack
+from napari_wss.config import ClassPrior, TrainConfig
+from napari_wss.data import bounds_from_priors, crop_around, prepare_volume
+from napari_wss.metrics import score_volume
+from napari_wss.training import TrainState, predict_slices, predict_volume, train
+
+NAMES = ("background", "RV", "myocardium", "LV")
+
+
+def scribble_boxes(scribbles: np.ndarray, margins: np.ndarray) -> np.ndarray:
+    """Per-slice centroid boxes: each class's stroke bounding box widened by its margin (source px)."""
+    n = scribbles.shape[0]
+    out = np.full((n, K, 2, 2), np.nan, dtype=np.float32)
+    for z in range(n):
+        for c in range(1, K):
+            rows, cols = np.nonzero(scribbles[z] == c + 1)
+            if rows.size:
+                out[z, c] = [
+                    [rows.min() - margins[c], rows.max() + margins[c]],
+                    [cols.min() - margins[c], cols.max() + margins[c]],
+                ]
+    return out
+
+
+def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budgets, crop_margin):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    priors = [ClassPrior("background")] + [
+        ClassPrior.from_mm2(NAMES[c], tuple(ranges_mm2[c]), spacing[1:]) for c in range(1, K)
+    ]
+    sizes, _ = bounds_from_priors(priors, image.shape[0], image.shape[1:], scribbles=scribbles)
+    cents = scribble_boxes(scribbles, margins_src)
+    cents[sizes[..., 1] == 0] = np.nan
+    box = crop_around(scribbles, margin=crop_margin)
+    data, geom = prepare_volume(
+        image, num_classes=K, size=cfg.size, scribbles=scribbles, size_bounds=sizes, centroid_bounds=cents, box=box
+    )
+    # train() moves the state's model in place, so state.model is the live network throughout.
+    state = TrainState.create(cfg, NAMES)
+    gen = train(data, cfg, state=state)
+    first_preview = None
+    dice_at: dict[int, float] = {}
+    paused = 0.0
+    remaining = sorted(budgets)
+    for _ in gen:
+        if first_preview is None:
+            predict_slices(state.model, data.images)  # what the plugin shows first
+            first_preview = time.perf_counter() - start
+        elapsed = time.perf_counter() - start - paused
+        if remaining and elapsed >= remaining[0]:
+            t0 = time.perf_counter()
+            pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
+            dice_at[remaining.pop(0)] = float(np.nanmean(score_volume(pred, gt, K, spacing).dice[1:]))
+            paused += time.perf_counter() - t0
+            if not remaining:
+                gen.close()
+                break
+    return first_preview, dice_at
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", choices=("nifti", "pack"), default="nifti")
+    ap.add_argument("--pack", type=Path, default=DEFAULT_PACK)
+    ap.add_argument("--volumes", type=int, default=5, help="how many test volumes (from patients 81–100)")
+    ap.add_argument("--budgets", default="10,30,60")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--penalty", default="log-barrier")
+    ap.add_argument("--crop-margin", type=float, default=0.35)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    budgets = [int(b) for b in args.budgets.split(",")]
+    pack = load_pack(args.pack)
+    train_vols, test_vols = pack.fold_volumes(5)
+    ranges = area_ranges_mm2(pack, train_vols)
+    margins_net = centroid_margins(pack, pack.slices_of(train_vols))
+    weights = {"log-barrier": (1.0, 10.0), "quadratic": (1e-2, 1.0), "none": (0.0, 0.0)}[args.penalty]
+    cfg = TrainConfig(
+        mode="constrained",
+        penalty=args.penalty,
+        steps=1_000_000,
+        batch_size=args.batch,
+        lr=args.lr,
+        width=args.width,
+        size=args.size,
+        device=args.device,
+        preview_every=0,
+        size_weight=weights[0],
+        centroid_weight=weights[1],
+        steps_per_epoch=20,
+    )
+    picks = test_vols[:: max(1, len(test_vols) // args.volumes)][: args.volumes]
+    rows = []
+    for v in picks:
+        if args.source == "pack":
+            image, scribbles, gt = pack.images[pack.volume == v], pack.scribbles[pack.volume == v], None
+            labels = pack.labels[pack.volume == v]
+            h, w = pack.shapes[v][1:]
+            sp = pack.spacings[v]
+            spacing = np.array([sp[0], sp[1] * h / pack.side, sp[2] * w / pack.side])
+            gt = labels
+        else:
+            from napari_wss.io import find_acdc_cases, read_nifti
+
+            case = [
+                c
+                for c in find_acdc_cases(Path(__file__).resolve().parents[2] / "shared/data/acdc")
+                if c.patient_id == pack.patients[v] and c.phase == pack.phases[v]
+            ][0]
+            vol = read_nifti(case.image)
+            image, spacing = vol.data, np.array(vol.spacing)
+            scribbles = read_nifti(case.scribble).data.astype(np.uint8)
+            gt = read_nifti(case.gt).data.astype(np.uint8)
+        scale = pack.side / np.array(image.shape[1:])  # network px of the full 256 grid per source px
+        margins_src = margins_net / scale.mean()
+        first, dice_at = run_volume(image, scribbles, gt, spacing, ranges, margins_src, cfg, budgets, args.crop_margin)
+        row = {
+            "patient": int(pack.patients[v]),
+            "phase": str(pack.phases[v]),
+            "first_preview_s": round(first, 2),
+            **{f"dice@{b}s": round(d, 4) for b, d in dice_at.items()},
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    med = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k not in ("patient", "phase")}
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
+    print(
+        json.dumps(
+            {
+                "median": med,
+                "device": device,
+                "size": args.size,
+                "width": args.width,
+                "batch": args.batch,
+                "volumes": len(rows),
+                "source": args.source,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -84,7 +84,8 @@ def load_pack(path: Path = DEFAULT_PACK) -> Pack:
     shapes = d["shapes"]
     sizes = np.prod(shapes, axis=1)
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    gt = [d["gt_flat"][starts[v] : starts[v + 1]].reshape(shapes[v]) for v in range(len(shapes))]
+    flat = d["gt_flat"]  # each d[...] access decompresses the array again: read it once
+    gt = [flat[starts[v] : starts[v + 1]].reshape(shapes[v]) for v in range(len(shapes))]
     return Pack(
         images / 255.0,
         d["labels"],

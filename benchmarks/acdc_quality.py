@@ -135,6 +135,9 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
+    ap.add_argument("--extra-folds", default="1")
+    ap.add_argument("--deadline", type=float, default=0, help="unix time: skip runs that would end after it")
     args = ap.parse_args()
     pool = ProcessPoolExecutor(args.workers) if args.workers else None  # before CUDA starts
     pack = load_pack(args.pack).resized(args.size)
@@ -150,16 +153,24 @@ def main() -> None:
         t0=5.0,
         steps_per_epoch=100,
     )
-    results = []
-    for fold in (int(f) for f in args.folds.split(",")):
-        for name in args.rows.split(","):
-            r = run_one(pack, fold, name, base, pool)
-            results.append(r)
-            line = json.dumps(r)
-            print(line, flush=True)
-            if args.out:
-                with args.out.open("a") as fh:
-                    fh.write(line + "\n")
+    results: list[dict] = []
+    plan = [(int(f), name) for f in args.folds.split(",") for name in args.rows.split(",")]
+    plan += [(int(f), name) for f in args.extra_folds.split(",") if f for name in args.extra_rows.split(",") if name]
+    for fold, name in plan:
+        if args.deadline and results:
+            left = args.deadline - time.time()
+            if left < 1.3 * max(r["wall_s"] for r in results):
+                print(json.dumps({"skipped": name, "fold": fold, "seconds_left": round(left)}), flush=True)
+                continue
+        t0 = time.time()
+        r = run_one(pack, fold, name, base, pool)
+        r["wall_s"] = round(time.time() - t0, 1)
+        results.append(r)
+        line = json.dumps(r)
+        print(line, flush=True)
+        if args.out:
+            with args.out.open("a") as fh:
+                fh.write(line + "\n")
     print(table(results))
 
 

@@ -1,30 +1,30 @@
 #!/usr/bin/env bash
-# Everything the GPU figures need, in one device call; results land in $OUT.
-#   phase "quick": throughput vs the seed baseline, interactive speed, a quality smoke run
-#   phase "folds": the 5-fold quality table (main rows), phase "extra": fold-1 extra rows
+# Every GPU figure in one device call; results land in $OUT as they are made.
+# Order: throughput vs the seed baseline, interactive speed, the 5-fold quality table (main rows),
+# then extra rows on fold 1 while time is left (--deadline skips runs that would overrun).
 # Needs .carry/acdc256.npz (benchmarks/acdc_prep.py) and .carry/seed_baseline.py.
+# DEVICE=cpu STEPS=5 ... runs the same path on a CPU as a dry run.
 set -u
-phase=${1:-quick}
 OUT=${OUT:-/tmp/wss-out}
+DEVICE=${DEVICE:-cuda}
+STEPS=${STEPS:-800}
+BUDGET=${BUDGET:-560}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+end=$(( $(date +%s) + BUDGET ))
 cd benchmarks
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"; } | tee -a "$OUT/log.txt"
-case "$phase" in
-quick)
-  log throughput
-  timeout 170 python3 throughput.py --device cuda --batch 64 --steps 40 --baseline-steps 30 --compile 2>&1 | tee -a "$OUT/throughput.txt"
-  log interactive
-  timeout 150 python3 interactive.py --source pack --device cuda --volumes 5 --budgets 5,15 --size 256 --width 16 --batch 16 --crop-margin 0.35 2>&1 | tee -a "$OUT/interactive.txt"
-  log smoke
-  timeout 90 python3 acdc_quality.py --folds 1 --rows size+centroid-barrier --device cuda --width 16 --batch 32 --steps 150 --workers 8 --out "$OUT/smoke.jsonl" 2>&1 | tail -3 ;;
-folds)
-  log folds
-  timeout 560 python3 acdc_quality.py --folds 1,2,3,4,5 --rows "${ROWS:-full,partial,size+centroid-barrier}" --device cuda --width 16 --batch 32 --steps "${STEPS:-1200}" --workers 12 --out "$OUT/quality.jsonl" 2>&1 | tee -a "$OUT/quality.txt" ;;
-extra)
-  log extra
-  timeout 560 python3 acdc_quality.py --folds 1 --rows "${ROWS:-size-quad,size-barrier,size+centroid-quad,oracle-quad,size+centroid-barrier+crf}" --device cuda --width 16 --batch 32 --steps "${STEPS:-1200}" --workers 12 --out "$OUT/quality_extra.jsonl" 2>&1 | tee -a "$OUT/quality_extra.txt" ;;
-esac
+log throughput
+timeout 90 python3 throughput.py --device "$DEVICE" --batch "${TP_BATCH:-64}" --steps "${TP_STEPS:-40}" \
+  --baseline-steps "${TP_STEPS:-30}" --size "${TP_SIZE:-256}" 2>&1 | tee -a "$OUT/throughput.txt"
+log interactive
+timeout 100 python3 interactive.py --source pack --device "$DEVICE" --volumes "${IVOLS:-3}" --budgets "${IBUDGETS:-5,15}" \
+  --size "${ISIZE:-256}" --width 16 --batch 16 2>&1 | tee -a "$OUT/interactive.txt"
+log quality
+timeout $(( end - $(date +%s) )) python3 acdc_quality.py --folds "${FOLDS:-1,2,3,4,5}" --rows "${ROWS:-full,partial,size+centroid-barrier}" \
+  --extra-rows "${EXTRA:-size-barrier,size+centroid-quad,size+centroid-barrier+crf,oracle-quad,size-quad}" --extra-folds 1 \
+  --device "$DEVICE" --size "${QSIZE:-256}" --width 16 --batch "${QBATCH:-32}" --steps "$STEPS" --workers "${WORKERS:-12}" \
+  --deadline "$end" --out "$OUT/quality.jsonl" 2>&1 | tee -a "$OUT/quality.txt"
 log done

@@ -240,17 +240,18 @@ def resize_labels(stack: np.ndarray, shape: tuple[int, int], *, scribbles: bool 
         return stack.copy()
     values = np.unique(stack)
     out = np.empty((stack.shape[0], *shape), dtype=stack.dtype)
-    for i in range(stack.shape[0]):  # one slice at a time bounds the one-hot's memory
-        src = torch.from_numpy(np.ascontiguousarray(stack[i]).astype(np.int64))
-        onehot = (src[None] == torch.from_numpy(values.astype(np.int64))[:, None, None]).float()
-        share = F.interpolate(onehot[None], size=shape, mode="area")[0]
+    codes = torch.from_numpy(values.astype(np.int64))[None, :, None, None]
+    chunk = max(1, 2**24 // max(1, len(values) * stack.shape[1] * stack.shape[2]))  # bounds the one-hot's memory
+    for i in range(0, stack.shape[0], chunk):
+        src = torch.from_numpy(np.ascontiguousarray(stack[i : i + chunk]).astype(np.int64))
+        share = F.interpolate((src[:, None] == codes).float(), size=shape, mode="area")
         if scribbles and values[0] == NOT_ANNOTATED and len(values) > 1:
-            painted = share[1:]
-            best = painted.argmax(0) + 1
-            pick = torch.where(painted.sum(0) > 0, best, torch.zeros_like(best))
+            painted = share[:, 1:]
+            best = painted.argmax(1) + 1
+            pick = torch.where(painted.sum(1) > 0, best, torch.zeros_like(best))
         else:
-            pick = share.argmax(0)
-        out[i] = values[pick.numpy()]
+            pick = share.argmax(1)
+        out[i : i + chunk] = values[pick.numpy()]
     return out
 
 

@@ -51,8 +51,8 @@ ROWS: dict[str, tuple[dict, str]] = {
 }
 # Penalty weights per kind (the penalties are divided by H·W, as in the papers).
 WEIGHTS = {
-    "quadratic": {"size_weight": 1e-2, "centroid_weight": 1.0},
-    "log-barrier": {"size_weight": 1.0, "centroid_weight": 10.0},
+    "quadratic": {"size_weight": 1e-2, "centroid_weight": 20.0},
+    "log-barrier": {"size_weight": 1.0, "centroid_weight": 100.0},
     "none": {},
 }
 

@@ -101,7 +101,7 @@ def main() -> None:
     train_vols, test_vols = pack.fold_volumes(5)
     ranges = area_ranges_mm2(pack, train_vols)
     margins_net = centroid_margins(pack, pack.slices_of(train_vols))
-    weights = {"log-barrier": (1.0, 10.0), "quadratic": (1e-2, 1.0), "none": (0.0, 0.0)}[args.penalty]
+    weights = {"log-barrier": (1.0, 100.0), "quadratic": (1e-2, 20.0), "none": (0.0, 0.0)}[args.penalty]
     cfg = TrainConfig(
         mode="constrained",
         penalty=args.penalty,

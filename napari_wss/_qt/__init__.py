@@ -1,0 +1,1 @@
+"""Qt parts of the widget: each small, composed by :class:`napari_wss._widget.WssWidget`."""

@@ -1,0 +1,138 @@
+"""The widget's layout: layer pickers, class table, settings, buttons, progress and the live plot.
+
+:func:`build_layout` creates the parts as attributes of the widget (``image_picker``, ``table``,
+``settings``, ``train_button``...) and wires the buttons to its methods; behaviour stays in
+:mod:`napari_wss._widget`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from napari.layers import Image, Labels
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+
+from napari_wss import _layers
+from napari_wss._qt.class_table import ClassTable
+from napari_wss._qt.fields import FloatField
+from napari_wss._qt.live_plot import LivePlot
+from napari_wss._qt.pickers import LayerPicker
+from napari_wss._qt.settings import SettingsForm
+
+if TYPE_CHECKING:
+    from napari_wss._widget import WssWidget
+
+
+def _button(text: str, slot: Any, tip: str = "") -> QPushButton:
+    button = QPushButton(text)
+    button.clicked.connect(lambda _=False: slot())
+    button.setToolTip(tip)
+    return button
+
+
+def build_layout(w: WssWidget) -> None:
+    """Create the widget's parts as attributes of the widget and lay them out in a scroll area."""
+    v = w.viewer
+    w.image_picker = LayerPicker(v, Image, role=_layers.ROLE_IMAGE)
+    w.scribble_picker = LayerPicker(v, Labels, role=_layers.ROLE_SCRIBBLES, allow_none=True)
+    w.gt_picker = LayerPicker(v, Labels, role=_layers.ROLE_GT, allow_none=True)
+    w.image_picker.changed.connect(w._on_image_changed)
+    w.scribble_picker.changed.connect(w._on_scribbles_changed)
+    layers = QGridLayout()
+    layers.addWidget(QLabel("Image"), 0, 0)
+    layers.addWidget(w.image_picker, 0, 1, 1, 2)
+    layers.addWidget(QLabel("Scribbles"), 1, 0)
+    layers.addWidget(w.scribble_picker, 1, 1)
+    layers.addWidget(
+        _button("New scribble layer", lambda: w.classes.new_scribble_layer(), "An empty Labels layer on the image"),
+        1,
+        2,
+    )
+    layers.addWidget(QLabel("Ground truth"), 2, 0)
+    layers.addWidget(w.gt_picker, 2, 1, 1, 2)
+    w.gt_picker.setToolTip("Optional: dense labels for Dice in the plot and for 'Estimate bounds'")
+    layers_box = QGroupBox("Layers")
+    layers_box.setLayout(layers)
+
+    w.table = ClassTable()
+    w.table.setMinimumHeight(150)
+    w.table.changed.connect(w._on_bounds_edited)
+    w.table.colors_changed.connect(lambda: w.classes.apply_colors())
+    w.table.class_selected.connect(lambda row: w.classes.on_class_selected(row))
+    w.margin = FloatField(0.1, maximum=0.9, single_step=0.05, tooltip="± share of the true size (0.1 = ±10 %)")
+    row1 = QHBoxLayout()
+    row1.addWidget(_button("Add class", lambda: w.classes.add_class()))
+    row1.addWidget(_button("Remove class", lambda: w.classes.remove_class()))
+    row1.addWidget(
+        _button("Box from rectangle", lambda: w.classes.box_from_rectangle(), "Centroid box of the selected class")
+    )
+    row2 = QHBoxLayout()
+    row2.addWidget(
+        _button("Estimate bounds", lambda: w.classes.estimate_bounds(), "From the ground-truth layer, ± margin")
+    )
+    row2.addWidget(QLabel("margin"))
+    row2.addWidget(w.margin)
+    classes = QVBoxLayout()
+    classes.addWidget(w.table)
+    classes.addLayout(row1)
+    classes.addLayout(row2)
+    classes_box = QGroupBox("Classes (row c paints label c + 1)")
+    classes_box.setLayout(classes)
+
+    w.settings = SettingsForm()
+    settings_box = QCollapsible("Training settings")
+    settings_box.addWidget(w.settings)
+
+    w.train_button = _button("Train", w.train)
+    w.pause_button = _button("Pause", w.runner.toggle_pause)
+    w.stop_button = _button("Stop", w.stop, "Stops after the current step")
+    w.predict_button = _button("Predict volume", lambda: w.model.predict())
+    w.new_model_button = _button("New model", lambda: w.model.new())
+    w.save_button = _button("Save model…", lambda: w.model.save_dialog())
+    w.load_button = _button("Load model…", lambda: w.model.load_dialog())
+    w.export_button = _button("Export prediction…", lambda: w.model.export_dialog())
+    run = QGridLayout()
+    for i, b in enumerate((w.train_button, w.pause_button, w.stop_button)):
+        run.addWidget(b, 0, i)
+    for i, b in enumerate((w.predict_button, w.new_model_button, w.export_button)):
+        run.addWidget(b, 1, i)
+    run.addWidget(w.save_button, 2, 0)
+    run.addWidget(w.load_button, 2, 1)
+    w.progress_bar = QProgressBar()
+    w.progress_bar.setRange(0, 1)
+    w.progress_bar.setValue(0)
+    w.progress_bar.setFormat("step %v of %m")
+    w.status = QLabel("Pick an image and a scribble layer, then press Train.")
+    w.status.setWordWrap(True)
+    w.plot = LivePlot()
+
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    for box in (layers_box, classes_box, settings_box):
+        layout.addWidget(box)
+    layout.addLayout(run)
+    layout.addWidget(w.progress_bar)
+    layout.addWidget(w.status)
+    layout.addWidget(w.plot, 1)
+    scroll = QScrollArea()  # the dock may be shorter than the widget
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(content)
+    outer = QVBoxLayout(w)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    w.setMinimumWidth(480)

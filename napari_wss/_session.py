@@ -1,0 +1,381 @@
+"""What the widget does between the layers and the core, without Qt (tests drive it directly).
+
+* :func:`check_inputs` turns the picked layers' arrays into a ``(Z, Y, X)`` image and scribbles and
+  says in plain words what is missing (numpy only, so the widget answers before torch loads).
+* :func:`build_job` prepares the network-resolution slices and the geometry to map back.
+* :func:`run_training` wraps :func:`napari_wss.training.train` (the one training loop) for the
+  worker thread: it forwards bound updates, computes time-throttled previews and maps them back
+  to the image grid *in the worker*, leaves a core to the GUI on the CPU, and stops cleanly
+  between two steps (closing ``train`` so it frees GPU memory in its ``finally``).
+* :func:`estimate_bounds` (from :mod:`napari_wss._bounds`) gives per-class size ranges and
+  centroid boxes from a labelled layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_wss._bounds import Estimate, background_in_box, estimate_bounds
+from napari_wss.config import ClassPrior, Mode, Penalty, TrainConfig
+from napari_wss.errors import InputError
+
+if TYPE_CHECKING:
+    from napari_wss.data import SliceDataset, SliceGeometry
+    from napari_wss.training import BoundsUpdate, TrainEvent, TrainState
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BoundsMessage",
+    "Estimate",
+    "Progress",
+    "RunControl",
+    "TrainJob",
+    "WorkerCrash",
+    "as_volume",
+    "background_in_box",
+    "build_job",
+    "check_inputs",
+    "estimate_bounds",
+    "network_bounds",
+    "run_training",
+]
+
+PREVIEW_ALL_UP_TO = 24
+"""Volumes with at most this many slices are previewed whole; larger ones on 16 + the current slice."""
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def as_volume(data: Any, what: str) -> np.ndarray:
+    """A layer's data as ``(Z, Y, X)`` (a 2D image is one slice)."""
+    arr = np.asarray(data)
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim != 3:
+        raise InputError(f"{what} must be a 2D image or a 3D (Z, Y, X) volume, got {arr.ndim} dimensions {arr.shape}")
+    return arr
+
+
+def check_inputs(
+    image: Any,
+    scribbles: Any,
+    priors: Sequence[ClassPrior],
+    config: TrainConfig,
+    *,
+    image_name: str = "image",
+    scribble_name: str = "scribbles",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate what the user picked; return ``(image, scribbles)`` as ``(Z, Y, X)``.
+
+    Raises:
+        InputError: no image, no scribble layer, shapes that differ, nothing painted, values beyond
+            the class table, a class with neither scribbles nor bounds, bounds that do not fit.
+    """
+    if image is None:
+        raise InputError("no image is chosen: open an image (File > Open) and pick it in 'Image'")
+    if scribbles is None:
+        raise InputError("no scribble layer is chosen: press 'New scribble layer' and paint a few strokes")
+    img = as_volume(image, f"image '{image_name}'")
+    if img.dtype.kind not in "uif":
+        raise InputError(f"image '{image_name}' must hold numbers (a greyscale image), got dtype {img.dtype}")
+    scr = np.asarray(scribbles)
+    if scr.ndim == 2 and img.shape[0] == 1:
+        scr = scr[None]
+    if scr.shape != img.shape:
+        raise InputError(
+            f"scribble layer '{scribble_name}' has shape {scr.shape} but image '{image_name}' has shape "
+            f"{img.shape}: press 'New scribble layer' to make one that fits"
+        )
+    k = len(priors)
+    if scr.dtype.kind not in "iub":
+        raise InputError(f"scribble layer '{scribble_name}' must hold whole numbers, got dtype {scr.dtype}")
+    counts = np.bincount(scr.reshape(-1).astype(np.int64).clip(0), minlength=k + 1)
+    if counts[1:].sum() == 0:
+        raise InputError(f"no scribbles are painted on '{scribble_name}': paint a few strokes of each class first")
+    if scr.min() < 0 or len(counts) > k + 1:
+        raise InputError(
+            f"scribble layer '{scribble_name}' uses label {len(counts) - 1} but only {k} classes are defined "
+            f"(label c + 1 paints class c): add classes or erase those strokes"
+        )
+    bounded = config.uses_priors
+    for c, prior in enumerate(priors):
+        has_bound = prior.size is not None or prior.centroid is not None
+        if counts[c + 1] == 0 and not (bounded and has_bound):
+            hint = "give it size bounds, paint it or remove it"
+            if has_bound and not bounded:
+                hint = "choose a penalty (the bounds are ignored with 'none'), paint it or remove it"
+            raise InputError(f"class '{prior.name}' has neither scribbles nor bounds: {hint}")
+    for prior in priors:
+        prior.check_fits(img.shape[1:])
+    return img, scr
+
+
+def mode_for(penalty: Penalty) -> Mode:
+    """Scribbles + bounds, or scribbles alone when the penalty is 'none'."""
+    return Mode.PARTIAL if Penalty(penalty) == Penalty.NONE else Mode.CONSTRAINED
+
+
+# --------------------------------------------------------------------------------------------
+# The job
+
+
+@dataclass
+class TrainJob:
+    """Everything one training run needs, at network resolution, and the way back."""
+
+    data: SliceDataset
+    geometry: SliceGeometry
+    config: TrainConfig
+    class_names: tuple[str, ...]
+    priors: tuple[ClassPrior, ...]
+    scribbles: np.ndarray  # (Z, Y, X) source, a copy: the bounds rules read it, nobody writes it
+    labels: np.ndarray | None  # (Z, Y, X) source ground truth for Dice, or None
+    absent: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.scribbles.shape[0])
+
+    @property
+    def source_shape(self) -> tuple[int, int]:
+        return int(self.scribbles.shape[1]), int(self.scribbles.shape[2])
+
+
+def build_job(
+    image: np.ndarray,
+    scribbles: np.ndarray,
+    priors: Sequence[ClassPrior],
+    config: TrainConfig,
+    *,
+    labels: np.ndarray | None = None,
+    absent: Sequence[tuple[int, int]] = (),
+    crop: bool = False,
+) -> TrainJob:
+    """Slices at network resolution with their bounds (source pixels → network pixels).
+
+    ``crop`` trains on a square around the foreground scribbles (faster on a CPU, finer for small
+    structures); predictions outside it are background.
+    """
+    from napari_wss import data
+
+    img = as_volume(image, "image")
+    scr = np.array(as_volume(scribbles, "scribbles"), dtype=np.uint8, copy=True)
+    lab = None
+    if labels is not None:
+        lab = data.check_labels(as_volume(labels, "ground truth"), len(priors), img.shape)
+    n, h, w = img.shape
+    sizes, cents = data.bounds_from_priors(priors, n, (h, w), scribbles=scr, absent=list(absent))
+    box = data.crop_around(scr) if crop else None
+    sizes = background_in_box(sizes, (h, w), box)
+    ds, geometry = data.prepare_volume(
+        img,
+        num_classes=len(priors),
+        size=config.size,
+        scribbles=scr,
+        labels=lab,
+        size_bounds=sizes,
+        centroid_bounds=cents,
+        box=box,
+    )
+    names = tuple(p.name for p in priors)
+    config = config.with_(preview_every=0)
+    return TrainJob(ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent))
+
+
+def network_bounds(job: TrainJob, priors: Sequence[ClassPrior], absent: Sequence[tuple[int, int]]) -> BoundsUpdate:
+    """New bounds for a running job, in network pixels (send them into the training generator)."""
+    from napari_wss import data, training
+
+    if len(priors) != len(job.priors):
+        raise InputError(
+            f"the class table has {len(priors)} classes but the running training has {len(job.priors)}: "
+            "stop it to change the classes"
+        )
+    sizes, cents = data.bounds_from_priors(
+        priors, job.n_slices, job.source_shape, scribbles=job.scribbles, absent=list(absent)
+    )
+    full = (0, job.source_shape[0], 0, job.source_shape[1])
+    sizes = background_in_box(sizes, job.source_shape, None if job.geometry.box == full else job.geometry.box)
+    sb, cb = job.geometry.bounds_to_network(sizes, cents)
+    return training.BoundsUpdate(sb, cb)
+
+
+# --------------------------------------------------------------------------------------------
+# The worker's generator
+
+
+@dataclass
+class RunControl:
+    """Shared between the GUI thread (writes) and the worker (reads); plain attributes suffice."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    preview_interval: float = 0.25  # seconds between previews, at least (aim: >= 2 overlay refreshes/s)
+    preview_share: float = 0.35  # previews may take at most about this share of the worker's time
+    current_slice: int = 0
+    torch_threads: int | None = None  # None: leave one core to the GUI when training on the CPU
+    nice: int = 10  # the worker thread's OS priority is lowered by this much (Linux); 0 = unchanged
+
+
+@dataclass(frozen=True)
+class BoundsMessage:
+    """A :class:`~napari_wss.training.BoundsUpdate` tagged with a version the events echo back."""
+
+    update: BoundsUpdate
+    version: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One training step as the GUI sees it.
+
+    Attributes:
+        event: the core's event (sizes and bounds in network pixels).
+        frame: ``(P, H, W)`` uint8 predicted class labels of slices ``rows`` on the image grid, or None.
+        rows: the slice indices of ``frame``.
+        dice: ``(K,)`` Dice of ``frame`` against the ground truth, when there is one.
+        bounds_version: the version of the bounds this step trained with (0 = the initial ones).
+    """
+
+    event: TrainEvent
+    frame: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    dice: np.ndarray | None = None
+    bounds_version: int = 0
+
+
+def preview_rows(n: int, current: int) -> np.ndarray:
+    if n <= PREVIEW_ALL_UP_TO:
+        return np.arange(n)
+    spread = np.linspace(0, n - 1, 15).round().astype(int)
+    return np.unique(np.append(spread, min(max(int(current), 0), n - 1)))
+
+
+def _lower_priority(nice: int) -> int | None:
+    """Lower this thread's scheduling priority (Linux): the GUI thread and the OpenGL rasteriser
+    get the CPU first when they need it, training takes the rest. Returns the previous niceness."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return None
+    try:
+        tid = threading.get_native_id()
+        previous = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(previous + nice, 19))
+    except OSError:  # not Linux-like per-thread priorities: leave it
+        return None
+    return previous
+
+
+def _restore_priority(previous: int | None) -> None:
+    """Undo :func:`_lower_priority` where allowed (raising priority back may need privileges;
+    the pool thread then stays lower until it expires, which only makes later work yield sooner)."""
+    if previous is None:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), previous)
+    except OSError:
+        log.debug("could not restore the worker thread's priority", exc_info=True)
+
+
+def _cpu_threads(device: str, wanted: int | None) -> int | None:
+    if wanted is not None:
+        return wanted
+    if device not in ("auto", "cpu"):
+        return None
+    import torch
+
+    if device == "auto" and torch.cuda.is_available():
+        return None
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
+
+
+class WorkerCrash(Exception):
+    """An unexpected error in the worker, re-raised as a non-RuntimeError.
+
+    superqt's generator worker swallows a ``RuntimeError`` (it takes it for a deleted Qt object)
+    and then emits neither ``errored`` nor ``finished``; torch raises ``RuntimeError`` for most
+    of its failures, so they are wrapped to reach the GUI.
+    """
+
+
+def run_training(
+    job: TrainJob, state: TrainState | None, control: RunControl
+) -> Generator[Progress, BoundsMessage | None, TrainState]:
+    """Train ``job`` (continuing ``state`` when given) and yield a :class:`Progress` per step.
+
+    Runs in the worker thread. Returns the :class:`TrainState` (also when stopped early), whose
+    model is back on the CPU. An :class:`InputError` (e.g. a diverging loss) passes through;
+    any other error arrives as :class:`WorkerCrash` with the original as its cause.
+    """
+    try:
+        return (yield from _train_steps(job, state, control))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise WorkerCrash(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _train_steps(
+    job: TrainJob, state: TrainState | None, control: RunControl
+) -> Generator[Progress, BoundsMessage | None, TrainState]:
+    import torch
+
+    from napari_wss import metrics, training
+
+    if state is None:
+        state = training.TrainState.create(job.config, job.class_names, priors=job.priors)
+    state.priors = job.priors
+    state.geometry = job.geometry
+    previous_threads = torch.get_num_threads()
+    previous_nice = _lower_priority(control.nice)
+    threads = _cpu_threads(job.config.device, control.torch_threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    # Previews are made here, on a clock, not every N steps inside train().
+    gen = training.train(job.data, job.config, state=state, preview_index=np.zeros(0, dtype=np.int64))
+    version = 0
+    next_preview = 0.0
+    interval = control.preview_interval
+    previews = 0
+    final_step = state.step + job.config.steps
+    message: BoundsMessage | None = None
+    try:
+        while not control.stop.is_set():
+            try:
+                event = gen.send(message.update if message is not None else None)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            if message is not None:
+                version = message.version
+            now = time.perf_counter()
+            frame = rows = dice = None
+            if now >= next_preview or event.step >= final_step:
+                rows = preview_rows(job.n_slices, control.current_slice)
+                probs = training.predict_slices(
+                    state.model, job.data.images[rows], batch_size=8, temperature=job.config.temperature
+                )
+                small = probs.argmax(1).to(torch.uint8).cpu().numpy()
+                frame = job.geometry.labels_to_source(small)
+                if job.labels is not None:
+                    dice = metrics.dice_per_class(frame, job.labels[rows], len(job.class_names))
+                cost = time.perf_counter() - now
+                # The first preview pays one-off warm-up (CUDA kernels, cuDNN plans): not a rate.
+                if previews:
+                    interval = max(control.preview_interval, cost / control.preview_share - cost)
+                previews += 1
+                next_preview = time.perf_counter() + interval
+            message = yield Progress(event, frame, rows, dice, version)
+        return state
+    finally:
+        gen.close()  # train's finally: weights to the CPU, GPU memory released
+        torch.set_num_threads(previous_threads)
+        _restore_priority(previous_nice)

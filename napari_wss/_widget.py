@@ -1,0 +1,335 @@
+"""The dock widget "Weakly supervised segmentation": pick layers, state the classes, train live.
+
+It only composes the parts in :mod:`napari_wss._qt` and forwards to the core: the data and the
+worker's generator live in :mod:`napari_wss._session`, the training loop in
+:func:`napari_wss.training.train`. Layers are touched on the GUI thread only; the user's scribble
+layer is only ever read. Torch loads in the background when the widget opens, not with napari.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils import notifications
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QWidget
+
+from napari_wss import _layers
+from napari_wss._qt.layout import build_layout
+from napari_wss._qt.runner import TrainingRunner, notify_error, user_errors
+from napari_wss._widget_classes import ClassActions
+from napari_wss._widget_model import ModelActions
+from napari_wss.config import ClassPrior
+from napari_wss.errors import InputError
+
+if TYPE_CHECKING:
+    import napari
+
+log = logging.getLogger(__name__)
+
+UI_REFRESH_S = 1.0
+"""Without a new preview, the plot and progress bar repaint at most this often (seconds)."""
+PANEL_DELAY_MS = 150
+"""The plot and progress bar repaint this long after the overlay, in a composite of their own."""
+
+
+class WssWidget(QWidget):
+    """Scribbles + size/centroid bounds → a Residual U-Net trained live on the open image."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.state: Any = None  # napari_wss.training.TrainState once trained or loaded
+        self.job: Any = None  # the running / last _session.TrainJob
+        self.prediction_layer: Labels | None = None
+        self.last_progress: Any = None
+        self.frames_shown = 0
+        self.bounds_version = 0
+        self._first_step = 0
+        self._last_ui = 0.0
+        self.torch_threads: int | None = None  # None: all cores but one when training on the CPU
+        self._panel_item: Any = None
+        self._panel_timer = QTimer(self)
+        self._panel_timer.setSingleShot(True)
+        self._panel_timer.setInterval(PANEL_DELAY_MS)
+        self._panel_timer.timeout.connect(self._refresh_panel)
+        self.runner = TrainingRunner(self)
+        self.runner.progressed.connect(self._on_progress)
+        self.runner.ended.connect(self._on_ended)
+        self.runner.paused_changed.connect(lambda p: self.pause_button.setText("Resume" if p else "Pause"))
+        build_layout(self)
+        self.model = ModelActions(self)
+        self.classes = ClassActions(self)
+        self._on_image_changed(self.image_picker.layer())
+        self._on_scribbles_changed(self.scribble_picker.layer())
+        self.viewer.dims.events.current_step.connect(self._on_dims)
+        self._sync_buttons()
+        threading.Thread(target=_warm_up, name="napari-wss-import", daemon=True).start()
+
+    # ---------------------------------------------------------------- helpers
+    def image_layer(self) -> Image | None:
+        return self.image_picker.layer()
+
+    def scribble_layer(self) -> Labels | None:
+        return self.scribble_picker.layer()
+
+    def spacing_yx(self) -> tuple[float, float] | None:
+        """In-plane pixel spacing (dy, dx) in mm of the picked image, or None (sizes in px)."""
+        image = self.image_layer()
+        if image is None:
+            return None
+        spacing = image.metadata.get("spacing") if isinstance(image.metadata, dict) else None
+        yx = tuple(float(s) for s in (spacing[-2:] if spacing is not None else image.scale[-2:]))
+        return None if yx == (1.0, 1.0) else (yx[0], yx[1])
+
+    def area_per_pixel(self) -> float:
+        yx = self.spacing_yx()
+        return 1.0 if yx is None else yx[0] * yx[1]
+
+    def current_slice(self) -> int:
+        image = self.image_layer()
+        if image is None or image.ndim < 3:
+            return 0
+        z = round(float(image.world_to_data(self.viewer.dims.point)[0]))
+        return int(min(max(z, 0), image.data.shape[0] - 1))
+
+    def priors(self) -> list[ClassPrior]:
+        return self.table.priors(self.spacing_yx())
+
+    # ---------------------------------------------------------------- layer slots
+    def _on_image_changed(self, layer: Image | None) -> None:
+        self.table.set_unit("mm²" if self.spacing_yx() is not None else "px")
+        self.table.set_current_slice(self.current_slice())
+
+    def _on_scribbles_changed(self, layer: Labels | None) -> None:
+        if layer is None or self.runner.running:
+            return
+        wss = layer.metadata.get("wss") if isinstance(layer.metadata, dict) else None
+        names = list(wss.get("class_names") or []) if isinstance(wss, dict) else []
+        if len(names) >= 2 and names != self.table.names():
+            priors = [ClassPrior.from_dict(d) for d in wss.get("priors") or []]  # type: ignore[union-attr]
+            self.table.set_classes(names, priors=priors or None, scale=self.area_per_pixel())
+        self.classes.apply_colors()
+
+    def _on_dims(self, _event: Any = None) -> None:
+        z = self.current_slice()
+        self.table.set_current_slice(z)
+        self.runner.set_current_slice(z)
+
+    def train(self) -> None:
+        """Validate, prepare the slices and start the worker (a no-op with a notification on bad input)."""
+        if self.runner.running:
+            notifications.show_info("Training is already running.")
+            return
+        with user_errors():
+            self._start()
+        self._sync_buttons()
+
+    def _start(self) -> None:
+        from napari_wss import _session, training
+
+        image, scribbles = self.image_layer(), self.scribble_layer()
+        if scribbles is not None and scribbles is self.prediction_layer:
+            raise InputError("the prediction layer cannot be the scribble layer: pick or make another one")
+        if image is not None and (image.rgb or image.multiscale):
+            kind = "an RGB image" if image.rgb else "a multiscale image"
+            raise InputError(f"'{image.name}' is {kind}: open a greyscale, single-resolution image to train on")
+        config = self.settings.config()
+        priors = self.priors()
+        img, scr = _session.check_inputs(
+            None if image is None else image.data,
+            None if scribbles is None else scribbles.data,
+            priors,
+            config,
+            image_name=getattr(image, "name", ""),
+            scribble_name=getattr(scribbles, "name", ""),
+        )
+        state = self.state
+        if state is not None and state.num_classes != len(priors):
+            notifications.show_info(f"The class table has {len(priors)} classes now: training a new model.")
+            state = None
+        if state is not None:
+            config = config.with_(width=state.config.width, depth=state.config.depth)
+        job = _session.build_job(
+            img,
+            scr,
+            priors,
+            config,
+            labels=self._ground_truth(img.shape, len(priors)),
+            absent=self.table.absent_pairs(),
+            crop=self.settings.crop.isChecked(),
+        )
+        if state is None:
+            state = training.TrainState.create(job.config, job.class_names, priors=job.priors)
+        self.state, self.job, self.last_progress, self._panel_item = state, job, None, None
+        self.ensure_prediction_layer()
+        self.plot.reset(job.class_names, self.table.colors(), self.table.unit)
+        self.status.setText(f"Training {len(job.data)} slices at {config.size} px…")
+        self._first_step, self._last_ui = state.step, 0.0
+        self.progress_bar.setRange(0, job.config.steps)
+        self.progress_bar.setValue(0)
+        control = _session.RunControl(current_slice=self.current_slice(), torch_threads=self.torch_threads)
+        self.runner.start(job, state, control=control)
+        self.destroyed.connect(lambda *_, c=self.runner.control: c.stop.set())
+
+    def _ground_truth(self, shape: tuple[int, ...], k: int) -> np.ndarray | None:
+        gt = self.gt_picker.layer()
+        if gt is None:
+            return None
+        from napari_wss import _session, data
+
+        try:
+            return data.check_labels(_session.as_volume(gt.data, f"'{gt.name}'"), k, shape)
+        except InputError as exc:
+            notifications.show_warning(f"Dice is not shown: {exc}")
+            return None
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def ensure_prediction_layer(self) -> Labels:
+        """The one "prediction" layer on the image's grid (made once, then updated in place)."""
+        image = self.image_layer()
+        if image is None:
+            raise InputError("no image is chosen")
+        layer = self.prediction_layer
+        if layer is not None and layer in self.viewer.layers and layer.data.shape == image.data.shape:
+            return layer
+        meta = {k: image.metadata[k] for k in ("affine", "spacing", "source_path") if k in image.metadata}
+        kwargs = _layers.labels_kwargs(
+            "prediction", _layers.ROLE_PREDICTION, class_names=self.table.names(), scale=image.scale, metadata=meta
+        )
+        layer = Labels(np.zeros(image.data.shape, dtype=np.uint8), translate=image.translate, **kwargs)
+        layer.colormap = _layers.label_colormap(self.table.colors())
+        active = self.viewer.layers.selection.active
+        self.viewer.add_layer(layer)
+        scribbles = self.scribble_layer()
+        if scribbles is not None and scribbles in self.viewer.layers:  # paint strokes stay on top
+            self.viewer.layers.move(self.viewer.layers.index(layer), self.viewer.layers.index(scribbles))
+        if active is not None:
+            self.viewer.layers.selection.active = active
+        self.prediction_layer = layer
+        return layer
+
+    def show_labels(self, rows: np.ndarray | None, labels: np.ndarray, *, thumbnail: bool = True) -> None:
+        """Write predicted labels (P, H, W) of slices ``rows`` (None = all) into the prediction layer."""
+        layer = self.ensure_prediction_layer()
+        target = layer.data if layer.data.ndim == 3 else layer.data[None]
+        if rows is None:
+            target[...] = labels.reshape(target.shape)
+        else:
+            target[rows] = labels
+        if thumbnail:
+            layer.refresh(extent=False, highlight=False)
+        else:
+            # While training, the layer list is left alone: its row would repaint for every data
+            # event, a second window composite per preview (tens of ms under software OpenGL).
+            # The canvas listens to the layer itself; the thumbnail catches up when training ends.
+            with self.viewer.layers.events.blocker_all():
+                layer.refresh(extent=False, thumbnail=False, highlight=False)
+        self.frames_shown += 1
+
+    # ---------------------------------------------------------------- training slots
+    def _on_progress(self, item: Any) -> None:
+        """Every step: record it. A preview goes to the canvas at once; the plot and progress bar
+        follow PANEL_DELAY_MS later (or every UI_REFRESH_S without previews).
+
+        Each repaint makes Qt composite the whole window through OpenGL; under software rendering
+        that costs tens of ms whatever changed. Two smaller repaints (canvas; panel) keep every
+        stall shorter than one large one (benchmarks/gui_responsiveness.py: p99 44 against 60-70 ms
+        at 1280 x 800 on a 2-core CPU), and no text or layout change triggers a repaint of its own.
+        """
+        self.last_progress = item
+        ev, job = item.event, self.job
+        sr, sc = job.geometry.scale
+        to_unit = self.area_per_pixel() / (sr * sc)
+        self.plot.add(
+            ev.step,
+            {"loss": ev.loss, **ev.parts},
+            ev.sizes * to_unit,
+            ev.size_bounds * to_unit,
+            ev.centroid_violation * 2.0 / (sr + sc),
+            item.dice,
+        )
+        self._panel_item = item
+        if item.frame is not None:
+            self.show_labels(item.rows, item.frame, thumbnail=False)
+            if not self._panel_timer.isActive():
+                self._panel_timer.start()
+        elif time.perf_counter() - self._last_ui >= UI_REFRESH_S and not self._panel_timer.isActive():
+            self._refresh_panel()
+
+    def _refresh_panel(self) -> None:
+        """Repaint the plot and the progress bar with the latest step."""
+        item = self._panel_item
+        if item is None:
+            return
+        self._last_ui = time.perf_counter()
+        ev = item.event
+        self.plot.update()
+        # The progress bar's own text carries the figures: changing a label's text would re-lay
+        # out the dock and repaint it in a pass of its own.
+        dice = "" if item.dice is None else f" · Dice {np.nanmean(item.dice[1:]):.3f}"
+        bar = self.progress_bar
+        bar.setUpdatesEnabled(False)  # QProgressBar.setValue repaints synchronously: a composite of its own
+        bar.setFormat(f"step {ev.step} · loss {ev.loss:.4g} · {ev.slices_per_s:.1f} slices/s{dice}")
+        bar.setValue(ev.step - self._first_step)
+        bar.setUpdatesEnabled(True)  # = update(): painted with the rest
+        self.runner.show_progress(ev.step - self._first_step)
+
+    def _on_ended(self, state: Any) -> None:
+        self._panel_timer.stop()
+        self._refresh_panel()
+        if state is not None:
+            self.state = state
+        if self.prediction_layer is not None and self.prediction_layer in self.viewer.layers:
+            self.prediction_layer.refresh(extent=False)  # the thumbnail catches up
+        self.plot.update()
+        last = self.last_progress
+        if last is not None:
+            self.progress_bar.setFormat(f"step {last.event.step} · loss {last.event.loss:.4g}")
+            self.progress_bar.setValue(max(last.event.step - self._first_step, 0))
+        if state is None:
+            self.status.setText("Training stopped on an error (see the notification); nothing you painted changed.")
+        else:
+            self.status.setText(
+                f"The model has trained {state.step} steps. Train continues it; Predict volume segments the image."
+            )
+        self._sync_buttons()
+
+    def _on_bounds_edited(self) -> None:
+        if not self.runner.running or self.job is None:
+            return
+        from napari_wss import _session
+
+        try:
+            update = _session.network_bounds(self.job, self.priors(), self.table.absent_pairs())
+        except InputError as exc:
+            notifications.show_warning(f"The new bounds were not applied: {exc}")
+            return
+        self.bounds_version = self.runner.send_bounds(update)
+
+    def _sync_buttons(self) -> None:
+        running = self.runner.running
+        self.train_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        if not running:
+            self.pause_button.setText("Pause")
+        self.model.sync(running)
+
+
+def _warm_up() -> None:
+    """Import torch and the training code off the GUI thread, so the first Train does not freeze."""
+    try:
+        import napari_wss.training  # noqa: F401
+    except Exception:  # the real import on Train reports it
+        log.debug("background import failed", exc_info=True)
+
+
+__all__ = ["WssWidget", "notify_error"]

@@ -1,0 +1,165 @@
+"""The widget's model buttons: Predict volume, New model, Save / Load model, Export prediction.
+
+Each ``*_dialog`` method asks for a file and calls the plain method, which tests call directly.
+Prediction runs in a worker thread; a model is saved as one checkpoint file (weights, config,
+class names and bounds) by :func:`napari_wss.training.save_checkpoint`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.utils import notifications
+from qtpy.QtWidgets import QFileDialog
+
+from napari_wss._qt.runner import notify_error, user_errors
+from napari_wss.errors import InputError
+
+if TYPE_CHECKING:
+    from napari_wss._widget import WssWidget
+
+MODEL_FILTER = "napari-wss model (*.pt);;All files (*)"
+LABELS_FILTER = "NIfTI labels (*.nii.gz *.nii);;PNG labels (*.png)"
+
+
+class ModelActions:
+    def __init__(self, widget: WssWidget) -> None:
+        self.w = widget
+        self.predict_worker: Any = None
+
+    def sync(self, running: bool) -> None:
+        w = self.w
+        has_model = w.state is not None
+        busy = running or self.predict_worker is not None
+        w.predict_button.setEnabled(has_model and not busy)
+        w.save_button.setEnabled(has_model and not busy)
+        w.new_model_button.setEnabled(has_model and not busy)
+        w.load_button.setEnabled(not busy)
+        w.export_button.setEnabled(w.prediction_layer is not None and not busy)
+
+    def _guard(self) -> None:
+        if self.w.runner.running:
+            raise InputError("training is running: stop it first")
+
+    # ---------------------------------------------------------------- predict
+    def predict(self) -> Any:
+        """Segment the whole image with the current model (in a worker); returns the worker."""
+        from napari_wss.training import predict_volume
+
+        with user_errors():
+            self._guard()
+            w = self.w
+            if w.state is None:
+                raise InputError("there is no model yet: press Train or Load model first")
+            image = w.image_layer()
+            if image is None:
+                raise InputError("no image is chosen: pick the image to segment")
+            from napari.qt.threading import create_worker
+
+            data = np.asarray(image.data)
+            device = w.settings.device.currentText()
+            worker = create_worker(
+                predict_volume,
+                w.state,
+                data,
+                device=device,
+                _start_thread=False,
+                _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
+            )
+            worker.returned.connect(self._on_predicted)
+            worker.finished.connect(self._on_predict_finished)
+            self.predict_worker = worker
+            w.status.setText(f"Predicting {image.name}…")
+            w.ensure_prediction_layer()
+            self.sync(False)
+            worker.start()
+            return worker
+        return None
+
+    def _on_predicted(self, labels: np.ndarray) -> None:
+        self.w.show_labels(None, labels)
+        self.w.status.setText("Predicted the whole volume.")
+
+    def _on_predict_finished(self) -> None:
+        self.predict_worker = None
+        self.sync(self.w.runner.running)
+
+    # ---------------------------------------------------------------- model files
+    def new(self) -> None:
+        self.w.state = None
+        notifications.show_info("The next Train starts a new model.")
+        self.sync(self.w.runner.running)
+
+    def save(self, path: str | Path) -> Path | None:
+        with user_errors():
+            self._guard()
+            if self.w.state is None:
+                raise InputError("there is no model to save yet: press Train first")
+            from napari_wss.training import save_checkpoint
+
+            self.w.state.priors = tuple(self.w.priors())
+            written = save_checkpoint(self.w.state, path)
+            notifications.show_info(f"Model saved to {written}.")
+            return written
+        return None
+
+    def load(self, path: str | Path) -> Any:
+        """Load a checkpoint for the classes in the table; Train continues it, Predict applies it."""
+        with user_errors():
+            self._guard()
+            from napari_wss.training import load_checkpoint
+
+            w = self.w
+            state = load_checkpoint(path, num_classes=w.table.rowCount())
+            w.state = state
+            w.settings.set_config(state.config)
+            for row, name in enumerate(state.class_names):
+                if w.table.names()[row] != name:
+                    w.table.item(row, 0).setText(name)
+            notifications.show_info(
+                f"Loaded {Path(path).name}: {state.num_classes} classes, {state.step} steps trained. "
+                "Train continues it; Predict volume applies it."
+            )
+            self.sync(w.runner.running)
+            return state
+        return None
+
+    def export(self, path: str | Path) -> list[str]:
+        """Write the prediction layer through the plugin's writer (NIfTI on the image's affine, or PNG)."""
+        with user_errors():
+            layer = self.w.prediction_layer
+            if layer is None or layer not in self.w.viewer.layers:
+                raise InputError("there is no prediction to export yet: press Train or Predict volume first")
+            written = layer.save(str(path), plugin="napari-wss")
+            if written:
+                notifications.show_info(
+                    f"Prediction saved to {', '.join(written[:3])}{' …' if len(written) > 3 else ''}"
+                )
+            return list(written)
+        return []
+
+    # ---------------------------------------------------------------- dialogs
+    def _ask(self, save: bool, title: str, filters: str, suggestion: str = "") -> str:
+        ask = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
+        path, _ = ask(self.w, title, suggestion, filters)
+        return path
+
+    def save_dialog(self) -> None:
+        path = self._ask(True, "Save model", MODEL_FILTER, "model.pt")
+        if path:
+            self.save(path)
+
+    def load_dialog(self) -> None:
+        path = self._ask(False, "Load model", MODEL_FILTER)
+        if path:
+            self.load(path)
+
+    def export_dialog(self) -> None:
+        image = self.w.image_layer()
+        source = image.metadata.get("source_path") if image is not None else None
+        suggestion = str(Path(source).with_name(Path(source).name.split(".")[0] + "_pred.nii.gz")) if source else ""
+        path = self._ask(True, "Export prediction", LABELS_FILTER, suggestion or "prediction.nii.gz")
+        if path:
+            self.export(path)

@@ -1,0 +1,125 @@
+"""The widget's Qt-free half (napari_wss._session), driven headless: checks, bounds, the worker generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_wss import _session, toy, training
+from napari_wss.config import ClassPrior, TrainConfig
+from napari_wss.errors import InputError
+
+CFG = TrainConfig(size=32, width=4, depth=2, steps=6, batch_size=2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def phantom() -> toy.Phantom:
+    return toy.cardiac_phantom(n_slices=3, size=48, seed=0)
+
+
+def _priors(names=("background", "RV", "myocardium", "LV")) -> list[ClassPrior]:  # type: ignore[no-untyped-def]
+    return [ClassPrior(n) for n in names]
+
+
+@pytest.mark.parametrize(
+    ("image", "scribbles", "priors", "config", "message"),
+    [
+        (None, np.zeros((2, 4, 4), np.uint8), _priors(), CFG, "no image is chosen"),
+        (np.zeros((2, 4, 4)), None, _priors(), CFG, "no scribble layer is chosen"),
+        (np.zeros((2, 4, 4)), np.zeros((2, 4, 5), np.uint8), _priors(), CFG, "has shape (2, 4, 5) but image"),
+        (np.zeros((2, 4, 4)), np.zeros((2, 4, 4), np.uint8), _priors(), CFG, "no scribbles are painted"),
+        (np.zeros((2, 4, 4)), np.full((2, 4, 4), 6, np.uint8), _priors(), CFG, "uses label 6 but only 4 classes"),
+        (np.zeros((2, 4, 4)), np.ones((2, 4, 4), np.float32), _priors(), CFG, "must hold whole numbers"),
+        (np.zeros((2, 2, 4, 4)), np.ones((2, 2, 4, 4), np.uint8), _priors(), CFG, "got 4 dimensions"),
+        (
+            np.zeros((2, 4, 4)),
+            np.ones((2, 4, 4), np.uint8),
+            [ClassPrior("background"), ClassPrior("LV", (1.0, 5.0))],
+            CFG.with_(penalty="none", mode="partial"),
+            "choose a penalty",
+        ),
+        (
+            np.zeros((2, 4, 4)),
+            np.ones((2, 4, 4), np.uint8),
+            [ClassPrior("background"), ClassPrior("LV", None, ((10.0, 12.0), (1.0, 2.0)))],
+            CFG,
+            "lies outside the 4x4 image",
+        ),
+    ],
+)
+def test_check_inputs_says_what_is_wrong(image, scribbles, priors, config, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InputError, match=None) as err:
+        _session.check_inputs(image, scribbles, priors, config)
+    assert message in str(err.value)
+
+
+def test_a_2d_image_is_one_slice() -> None:
+    img, scr = _session.check_inputs(np.zeros((4, 4)), np.array([[1, 2, 0, 0]] * 4, np.uint8), _priors()[:2], CFG)
+    assert img.shape == scr.shape == (1, 4, 4)
+
+
+def test_estimate_bounds_is_the_range_over_labelled_slices() -> None:
+    labels = np.zeros((3, 10, 10), np.uint8)
+    labels[0, 2:4, 2:4] = 1  # 4 px
+    labels[1, 2:6, 2:6] = 1  # 16 px
+    est = _session.estimate_bounds(labels, 3, margin=0.25)
+    assert est.labelled_slices == 2  # slice 2 holds no foreground: not labelled
+    assert est.sizes[1] == (3.0, 20.0)  # floor(4 * 0.75), ceil(16 * 1.25)
+    assert est.sizes[2] is None and est.centroids[2] is None
+    assert est.absent == ((0, 2), (1, 2))
+    (r0, r1), (c0, c1) = est.centroids[1]
+    assert r0 <= 2.5 <= r1 and c0 <= 3.5 <= c1
+
+
+def test_preview_rows() -> None:
+    np.testing.assert_array_equal(_session.preview_rows(5, 3), np.arange(5))
+    rows = _session.preview_rows(40, 17)
+    assert 17 in rows and rows[0] == 0 and rows[-1] == 39 and len(rows) <= 16
+
+
+def test_worker_generator_bounds_version_stop_and_state(phantom, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    released = []
+    monkeypatch.setattr(training, "release_memory", lambda: released.append(1))
+    priors = [ClassPrior(n, (0.0, 2000.0)) for n in phantom.class_names]
+    img, scr = _session.check_inputs(phantom.image, phantom.scribbles, priors, CFG)
+    job = _session.build_job(img, scr, priors, CFG.with_(steps=1000), labels=phantom.labels, crop=True)
+    assert job.config.preview_every == 0 and job.geometry.box != (0, 48, 0, 48)
+    control = _session.RunControl(preview_interval=0.0, nice=0)
+    gen = _session.run_training(job, None, control)
+    first = next(gen)
+    assert first.frame is not None and first.frame.shape == (3, 48, 48) and first.dice is not None
+    assert first.frame[:, 0, 0].max() == 0  # outside the crop box: background
+    new = [*priors[:3], ClassPrior("LV", (10.0, 20.0))]
+    update = _session.network_bounds(job, new, [])
+    second = gen.send(_session.BoundsMessage(update, 7))
+    assert second.bounds_version == 7
+    sr, sc = job.geometry.scale
+    assert second.event.size_bounds[3, 1] == pytest.approx(20.0 * sr * sc, rel=1e-5)
+    control.stop.set()
+    with pytest.raises(StopIteration) as done:
+        gen.send(None)
+    state = done.value.value
+    assert state.step == 2 and released
+    assert state.geometry == job.geometry and state.priors == job.priors
+
+
+def test_unexpected_errors_are_wrapped_for_the_worker(phantom, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def broken(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("cuDNN said no")
+        yield
+
+    monkeypatch.setattr(training, "train", broken)
+    img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
+    job = _session.build_job(img, scr, _priors(), CFG)
+    with pytest.raises(_session.WorkerCrash, match="RuntimeError: cuDNN said no") as err:
+        next(_session.run_training(job, None, _session.RunControl(nice=0)))
+    assert isinstance(err.value.__cause__, RuntimeError)
+
+
+def test_background_bounds_follow_the_crop_box() -> None:
+    sizes = np.array([[[900.0, 950.0], [10.0, 20.0]], [[np.nan, np.nan], [0.0, 0.0]]], np.float32)
+    out = _session.background_in_box(sizes, (40, 30), (5, 25, 10, 30))  # 20 x 20 box in a 40 x 30 slice
+    np.testing.assert_allclose(out[0, 0], [100.0, 150.0])  # 900 - (1200 - 400)
+    assert np.isnan(out[1, 0]).all() and (out[:, 1] == sizes[:, 1]).all()
+    np.testing.assert_allclose(_session.background_in_box(sizes, (40, 30), (-10, 30, -5, 35))[0, 0], [1300, 1350])
+    assert _session.background_in_box(sizes, (40, 30), None) is sizes

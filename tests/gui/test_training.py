@@ -1,0 +1,130 @@
+"""Training in the worker: live previews, Stop, bounds sent mid-run, Predict, Save / Load, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_wss import training
+from napari_wss._qt.class_table import SIZE_HI
+
+pytestmark = pytest.mark.gui
+
+TIMEOUT = 60_000
+
+
+def test_training_updates_one_prediction_layer_and_never_the_scribbles(make_widget, gui, notes) -> None:  # type: ignore[no-untyped-def]
+    viewer, widget = make_widget("toy", steps=8)
+    scribbles = viewer.layers["scribbles"]
+    before = gui.digest(scribbles.data)
+    n_layers = len(viewer.layers)
+    seen = []
+    widget.runner.progressed.connect(seen.append)
+
+    gui.train_and_wait(widget)
+
+    assert not notes.errors(), notes
+    assert [p.event.step for p in seen] == list(range(1, 9))
+    assert widget.state.step == 8
+    pred = widget.prediction_layer
+    assert pred is not None and pred.name == "prediction" and len(viewer.layers) == n_layers + 1
+    assert pred is not scribbles and pred.data.shape == scribbles.data.shape
+    assert widget.frames_shown >= 2  # the first and the last step at least
+    last = next(p for p in reversed(seen) if p.frame is not None)
+    np.testing.assert_array_equal(pred.data[last.rows], last.frame)
+    assert pred.data.any()
+    assert last.dice is not None and last.dice.shape == (2,)  # a ground truth is picked
+    assert gui.digest(scribbles.data) == before
+    # A second run continues the same model and reuses the same layer.
+    gui.train_and_wait(widget)
+    assert widget.state.step == 16 and widget.prediction_layer is pred and len(viewer.layers) == n_layers + 1
+    assert gui.digest(scribbles.data) == before
+
+
+def test_stop_ends_the_worker_within_a_step(make_widget, gui, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    released = []
+    real = training.release_memory
+    monkeypatch.setattr(training, "release_memory", lambda: (released.append(1), real()))
+    _viewer, widget = make_widget("toy", steps=5000)
+    widget.train()
+    with qtbot.waitSignal(widget.runner.progressed, timeout=TIMEOUT):
+        pass
+    assert widget.pause_button.isEnabled() and not widget.train_button.isEnabled()
+    step_at_stop = widget.last_progress.event.step
+    with qtbot.waitSignal(widget.runner.ended, timeout=TIMEOUT) as ended:
+        widget.stop_button.click()
+    state = ended.args[0]
+    assert state is widget.state and state.step <= step_at_stop + 2
+    assert next(state.model.parameters()).device.type == "cpu"
+    assert released, "train's finally did not run"
+    assert widget.train_button.isEnabled() and widget.predict_button.isEnabled()
+
+
+def test_pause_and_resume(make_widget, qtbot) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget("toy", steps=5000)
+    widget.train()
+    with qtbot.waitSignal(widget.runner.progressed, timeout=TIMEOUT):
+        pass
+    with qtbot.waitSignal(widget.runner.paused_changed, timeout=TIMEOUT):
+        widget.pause_button.click()
+    assert widget.pause_button.text() == "Resume"
+    step = widget.last_progress.event.step
+    qtbot.wait(300)
+    assert widget.last_progress.event.step <= step + 1
+    with qtbot.waitSignal(widget.runner.progressed, timeout=TIMEOUT):
+        widget.pause_button.click()
+    assert widget.pause_button.text() == "Pause"
+
+
+def test_bounds_edited_mid_training_reach_the_next_step(make_widget, qtbot) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget("toy", steps=5000)  # TOY 256 px → network 64 px: areas ÷ 16
+    widget.train()
+    with qtbot.waitSignal(widget.runner.progressed, timeout=TIMEOUT) as first:
+        pass
+    assert first.args[0].bounds_version == 0
+    old_upper = first.args[0].event.size_bounds[1, 1]
+    step_at_edit = widget.last_progress.event.step
+    widget.table.set_cell(1, SIZE_HI, "9000")
+    assert widget.bounds_version == 1
+    qtbot.waitUntil(lambda: widget.last_progress.bounds_version == 1, timeout=TIMEOUT)
+    event = widget.last_progress.event
+    assert event.size_bounds[1, 1] == pytest.approx(9000 / 16)
+    assert event.size_bounds[1, 1] != pytest.approx(old_upper)
+    assert event.step <= step_at_edit + 2  # the step in flight, then the new bounds
+    widget.stop()
+
+
+def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, notes) -> None:  # type: ignore[no-untyped-def]
+    viewer, widget = make_widget("phantom", steps=4, crop=True)
+    gui.train_and_wait(widget)
+    trained = widget.state
+    model_path = widget.model.save(tmp_path / "model.pt")
+    assert model_path is not None and model_path.is_file()
+
+    widget.model.new()
+    assert widget.state is None and not widget.predict_button.isEnabled()
+    loaded = widget.model.load(model_path)
+    assert loaded is widget.state and loaded.step == trained.step == 4
+    assert loaded.geometry == trained.geometry  # the crop box travels with the model
+    assert widget.settings.width.value() == trained.config.width
+
+    widget.prediction_layer.data[...] = 0
+    worker = widget.model.predict()
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        pass
+    expected = training.predict_volume(loaded, viewer.layers["cardiac phantom"].data)
+    np.testing.assert_array_equal(widget.prediction_layer.data, expected)
+
+    # A loaded model continues training.
+    gui.train_and_wait(widget)
+    assert widget.state.step == 8
+
+    out = tmp_path / "phantom_pred.nii.gz"
+    assert widget.model.export(out) == [str(out)]
+    back = nib.load(str(out))
+    np.testing.assert_allclose(back.affine, viewer.layers["cardiac phantom"].metadata["affine"])
+    np.testing.assert_array_equal(np.asarray(back.dataobj).transpose(2, 1, 0), widget.prediction_layer.data)
+    assert not notes.errors(), notes

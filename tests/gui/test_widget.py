@@ -1,0 +1,139 @@
+"""The widget builds, lists the classes and turns its controls into layers, bounds and settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_wss._qt.class_table import ABSENT, CENTROID, SIZE_HI, SIZE_LO
+from napari_wss.config import DEFAULT_CLASS_NAMES
+
+pytestmark = pytest.mark.gui
+
+
+def test_plugin_widget_docks_and_lists_default_classes(make_napari_viewer) -> None:  # type: ignore[no-untyped-def]
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-wss", "Weakly supervised segmentation")
+    assert type(widget).__name__ == "WssWidget"
+    assert widget.table.names() == list(DEFAULT_CLASS_NAMES)
+    assert widget.image_layer() is None and widget.scribble_layer() is None
+    assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert not widget.predict_button.isEnabled()  # no model yet
+
+
+def test_sample_layers_are_picked_and_classes_adopted(make_widget) -> None:  # type: ignore[no-untyped-def]
+    viewer, widget = make_widget("toy")
+    assert widget.image_layer() is viewer.layers["TOY"]
+    assert widget.scribble_layer() is viewer.layers["scribbles"]
+    assert widget.gt_picker.layer() is viewer.layers["ground truth"]
+    assert widget.table.names() == ["background", "target"]
+    assert widget.table.unit == "px"
+    lo, hi = widget.table.size_bounds(1)  # the target's area ± 10 %
+    area = float(viewer.layers["ground truth"].data[0].sum())
+    assert lo == pytest.approx(0.9 * area, abs=0.5) and hi == pytest.approx(1.1 * area, abs=0.5)
+
+
+def test_phantom_sizes_are_in_mm2(make_widget) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget("phantom")
+    assert widget.table.names() == list(DEFAULT_CLASS_NAMES)
+    assert widget.table.unit == "mm²"
+    assert widget.spacing_yx() == (1.5, 1.5)
+    widget.table.set_cell(3, SIZE_LO, "225")
+    widget.table.set_cell(3, SIZE_HI, "450")
+    assert widget.priors()[3].size == pytest.approx((100.0, 200.0))  # 2.25 mm² per pixel
+
+
+def test_float_fields_keep_small_values(make_widget) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget()
+    lr = widget.settings.lr
+    lr.setValue(1e-3)
+    assert lr.text() == "0.001" and widget.settings.config().lr == pytest.approx(1e-3)
+    lr.setValue(2.5e-5)
+    assert lr.value() == pytest.approx(2.5e-5) and lr.text() == "2.5e-05"
+    lr.stepBy(1)  # the arrows multiply by 10
+    assert lr.value() == pytest.approx(2.5e-4)
+    widget.settings.size_weight.setValue(1e-4)
+    assert widget.settings.config().size_weight == pytest.approx(1e-4)
+
+
+def test_selecting_a_class_selects_its_label_for_the_brush(make_widget) -> None:  # type: ignore[no-untyped-def]
+    viewer, widget = make_widget("phantom")
+    scribbles = viewer.layers["scribbles"]
+    widget.table.selectRow(2)
+    assert scribbles.selected_label == 3
+    assert viewer.layers.selection.active is scribbles
+    assert scribbles.mode == "paint"
+
+
+def test_new_scribble_layer_follows_the_image_and_class_colours(make_widget) -> None:  # type: ignore[no-untyped-def]
+    viewer, widget = make_widget("phantom")
+    widget.table.set_color(3, "#123456")
+    layer = widget.classes.new_scribble_layer()
+    assert layer is not None and widget.scribble_layer() is layer
+    assert layer.data.shape == viewer.layers["cardiac phantom"].data.shape and not layer.data.any()
+    np.testing.assert_allclose(layer.scale, viewer.layers["cardiac phantom"].scale)
+    np.testing.assert_allclose(layer.get_color(4), [0x12 / 255, 0x34 / 255, 0x56 / 255, 1.0], atol=1e-6)
+    assert layer.get_color(0) is None  # not annotated = transparent
+
+
+def test_add_and_remove_classes(make_widget, notes) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget()
+    widget.table.add_class("scar")
+    assert widget.table.names()[-1] == "scar" and len(widget.table.colors()) == 5
+    widget.table.remove_class(4)
+    widget.table.remove_class(3)
+    widget.table.remove_class(2)
+    assert widget.table.names() == ["background", "RV"]
+    widget.classes.remove_class()  # two is the minimum
+    assert notes.has("at least two classes", "error")
+    assert widget.table.names() == ["background", "RV"]
+
+
+def test_estimate_bounds_from_ground_truth(make_widget) -> None:  # type: ignore[no-untyped-def]
+    viewer, widget = make_widget("phantom")
+    widget.margin.setValue(0.1)
+    widget.classes.estimate_bounds()
+    gt = viewer.layers["ground truth"].data
+    lv_areas = (gt == 3).sum(axis=(1, 2)) * 2.25
+    lo, hi = widget.table.size_bounds(3)
+    assert lo == pytest.approx(0.9 * lv_areas.min(), abs=2.5) and hi == pytest.approx(1.1 * lv_areas.max(), abs=2.5)
+    assert widget.table.centroid_box(3) is not None and widget.table.centroid_box(0) is None
+    rv_absent = [z for z in range(gt.shape[0]) if not (gt[z] == 1).any()]
+    assert [(z, 1) for z in rv_absent] == [p for p in widget.table.absent_pairs() if p[1] == 1]
+    viewer.dims.set_point(0, rv_absent[0] * 10.0)
+    assert widget.current_slice() == rv_absent[0]
+    assert widget.table.item(1, ABSENT).checkState() == Qt.CheckState.Checked
+    # Unticking "absent here" forgets that pair only.
+    widget.table.set_absent(1, False)
+    assert (rv_absent[0], 1) not in widget.table.absent_pairs()
+
+
+def test_centroid_box_from_a_rectangle(make_widget, notes) -> None:  # type: ignore[no-untyped-def]
+    viewer, widget = make_widget("phantom")
+    widget.table.selectRow(3)
+    widget.classes.box_from_rectangle()  # no shapes yet: makes the layer and asks for a rectangle
+    shapes = viewer.layers["centroid boxes"]
+    assert notes.has("draw a rectangle", "info") and shapes.mode == "add_rectangle"
+    z = 10.0 * widget.current_slice()
+    r0, r1, c0, c1 = 30 * 1.5, 60 * 1.5, 40 * 1.5, 80 * 1.5  # world coordinates (mm)
+    shapes.add_rectangles(np.array([[z, r0, c0], [z, r0, c1], [z, r1, c1], [z, r1, c0]]))
+    widget.table.selectRow(3)
+    widget.classes.box_from_rectangle()
+    assert widget.table.centroid_box(3) == ((30.0, 60.0), (40.0, 80.0))
+    assert widget.table.item(3, CENTROID).text() == "30, 60, 40, 80"
+
+
+def test_demo_opens_the_phantom_with_the_widget_docked(make_napari_viewer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import napari
+
+    from napari_wss import _demo
+
+    monkeypatch.setattr(napari, "Viewer", make_napari_viewer)  # the fixture closes it afterwards
+    viewer = _demo.launch(block=False)
+    assert [layer.name for layer in viewer.layers] == ["cardiac phantom", "ground truth", "scribbles"]
+    widgets = [w for w in viewer.window.dock_widgets.values() if type(w).__name__ == "WssWidget"]
+    assert len(widgets) == 1, "the widget is not docked"
+    widget = widgets[0]
+    assert widget.image_layer() is viewer.layers["cardiac phantom"]
+    assert widget.settings.crop.isChecked() and widget.table.size_bounds(3) is not None

@@ -179,7 +179,8 @@ class TrainConfig:
         t0: initial log-barrier parameter t.
         t_growth: factor applied to t at the end of each epoch (the paper uses 1.1).
         t_max: t never grows above this (keeps the barrier's slope finite in long runs).
-        steps_per_epoch: steps between t updates; ``None`` means one pass over the slices.
+        steps_per_epoch: steps between t updates; ``None`` means one pass over the slices but at
+            least 20 steps (on one volume a pass is two or three steps, and t would explode).
         temperature: probabilities are ``softmax(temperature * logits)`` (the seed used 5; we
             default to 1, a plain softmax, which trained more stably in our runs).
         width: channels of the first U-Net stage (32 as the seed; 8–16 for CPU use).
@@ -261,6 +262,9 @@ class TrainConfig:
             raise InputError(f"steps_per_epoch must be a positive integer or None, got {self.steps_per_epoch!r}")
         if not isinstance(self.preview_every, int) or self.preview_every < 0:
             raise InputError(f"preview_every must be an integer >= 0, got {self.preview_every!r}")
+        for name in ("augment", "amp", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int):
             raise InputError(f"seed must be an integer, got {self.seed!r}")
         dev = str(self.device)

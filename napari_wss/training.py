@@ -42,6 +42,7 @@ from napari_wss.models.unet import build_model
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "napari-wss-checkpoint"
+MIN_STEPS_PER_EPOCH = 20  # t grows at most every 20 steps when no epoch length is set
 CHECKPOINT_VERSION = 1
 
 
@@ -421,7 +422,7 @@ def train(
                 group["lr"] = config.lr
     slices = DeviceSlices(data, device, seed=config.seed + state.step, shard=shard)
     objective = Objective(config)
-    steps_per_epoch = config.steps_per_epoch or max(1, math.ceil(len(data) / config.batch_size))
+    steps_per_epoch = config.steps_per_epoch or max(MIN_STEPS_PER_EPOCH, math.ceil(len(data) / config.batch_size))
     preview = np.asarray(preview_index if preview_index is not None else _default_preview(len(data)))
     preview_images = torch.from_numpy(data.images[preview]).to(device)
     preview_labels = None if data.labels is None else data.labels[preview]
@@ -516,6 +517,9 @@ def release_memory() -> None:
     """Give cached GPU memory back to the driver (training ended, stopped or failed)."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+        clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+        if clear is not None:  # cuBLAS keeps a workspace per thread (64 MB seen on an H100)
+            clear()
 
 
 def _step_stats(loss: Tensor, parts: dict[str, Tensor], probs: Tensor, batch: Batch) -> Tensor:

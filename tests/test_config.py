@@ -29,6 +29,7 @@ from napari_wss.errors import InputError
         ({"device": "tpu"}, "device must be auto, cpu, cuda"),
         ({"mode": "priors", "penalty": "none"}, "needs a penalty"),
         ({"width": 1}, "width must be an integer in"),
+        ({"amp": 1}, "amp must be true or false"),
     ],
 )
 def test_train_config_rejects(changes: dict, message: str) -> None:

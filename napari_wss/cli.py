@@ -1,0 +1,1106 @@
+"""``napari-wss``: the headless commands over the same core the plugin uses.
+
+    napari-wss make-samples [DIR]
+    napari-wss train --image IMG [--scribbles S] [--labels GT] --out model.pt [...]
+    napari-wss predict --model model.pt --image IMG --out labels.nii.gz
+    napari-wss evaluate --pred P --ref GT [--csv scores.csv]
+    napari-wss reproduce {toy,toy2,acdc} [...]
+    napari-wss demo [--headless]
+
+Bad input (a missing file, a wrong layout, a NaN image, mismatched shapes, a lower bound above
+its upper bound...) prints ONE line ``napari-wss: error: <message>`` on stderr and exits with
+status 2; ``--verbose`` also shows the traceback. Ctrl-C exits with 130 and leaves the last saved
+checkpoint intact (checkpoints are written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import importlib.util
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_wss.errors import InputError
+
+log = logging.getLogger("napari_wss.cli")
+
+PROG = "napari-wss"
+DEFAULT_CLASSES_4 = ("background", "RV", "myocardium", "LV")
+ACDC_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc"
+
+
+# --------------------------------------------------------------------------------------------
+# Output helpers (the CLI's user-facing text goes to stdout; progress and errors to stderr)
+
+
+def _echo(text: str = "") -> None:
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()
+
+
+def _progress_factory(enabled: bool | None) -> Any:
+    """A factory ``(description, total) -> context manager yielding an event sink`` drawing tqdm bars."""
+    from tqdm import tqdm
+
+    @contextlib.contextmanager
+    def factory(description: str, total: int) -> Iterator[Any]:
+        bar = tqdm(
+            total=total,
+            desc=description,
+            unit="step",
+            disable=None if enabled is None else not enabled,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+        def sink(event: Any) -> None:
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{event.loss:.4g}", t=f"{event.t:.3g}", sps=f"{event.slices_per_s:.1f}", refresh=False
+            )
+
+        try:
+            yield sink
+        finally:
+            bar.close()
+
+    return factory
+
+
+# --------------------------------------------------------------------------------------------
+# Reading images and label maps
+
+
+@dataclass
+class Loaded:
+    """An image (or label map) read from the command line, in (Z, Y, X) order.
+
+    ``kind`` is ``nifti``, ``png`` (one file, Z = 1) or ``pngdir`` (a folder of PNG slices whose
+    file names are kept in ``names``); ``affine`` is the NIfTI's (identity scaled by the spacing
+    for PNGs).
+    """
+
+    data: np.ndarray
+    spacing: tuple[float, float, float]
+    affine: np.ndarray
+    kind: str
+    path: Path
+    names: tuple[str, ...] = ()
+    layout: dict[str, Path | None] | None = None  # seed layout: the weak/ and gt/ folders, if complete
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _png_affine(spacing: tuple[float, float, float]) -> np.ndarray:
+    dz, dy, dx = spacing
+    return np.diag([dx, dy, dz, 1.0])
+
+
+def load_image(
+    path: str | os.PathLike[str], *, what: str = "image", spacing: tuple[float, float] | None = None
+) -> Loaded:
+    """Read a NIfTI file, a PNG file, a folder of PNGs or the seed's PNG layout (``img/ gt/ weak/``).
+
+    Raises:
+        InputError: missing path, an unsupported file, or a folder that is none of the above.
+    """
+    from napari_wss import io
+
+    p = Path(path)
+    yx = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
+    png_spacing = (1.0, *yx)
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}")
+    if p.is_file():
+        if _is_nifti(p):
+            vol = io.read_nifti(p)
+            return Loaded(vol.data, vol.spacing, vol.affine, "nifti", p)
+        if p.suffix.lower() == ".png":
+            return Loaded(io.read_png(p)[None], png_spacing, _png_affine(png_spacing), "png", p)
+        raise InputError(f"{what} {p} is not a NIfTI (.nii, .nii.gz) or PNG file")
+    pngs = sorted((f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".png"), key=io.natural_sort_key)
+    if pngs:
+        data = io.read_png_stack(pngs)
+        return Loaded(data, png_spacing, _png_affine(png_spacing), "pngdir", p, tuple(f.name for f in pngs))
+    if (p / "img").is_dir() or any((d / "img").is_dir() for d in p.iterdir() if d.is_dir()):
+        dataset = io.find_png_dataset(p)
+        split = "train" if "train" in dataset else next(iter(dataset))
+        samples = dataset[split]
+        data = io.read_png_stack([s.image for s in samples])
+        layout = {
+            "weak": samples[0].weak.parent if all(s.weak is not None for s in samples) else None,  # type: ignore[union-attr]
+            "gt": samples[0].gt.parent if all(s.gt is not None for s in samples) else None,  # type: ignore[union-attr]
+        }
+        names = tuple(s.name for s in samples)
+        return Loaded(
+            data, png_spacing, _png_affine(png_spacing), "pngdir", p / split if split != "all" else p, names, layout
+        )
+    if _looks_like_acdc(p):
+        raise InputError(f"{p} is an ACDC folder; pass it with --acdc {p} (and --patients) instead of --{what}")
+    raise InputError(
+        f"{what} folder {p} holds no PNG files and is not the seed's layout (img/, gt/, weak/) nor an ACDC folder"
+    )
+
+
+def _looks_like_acdc(p: Path) -> bool:
+    from napari_wss import io
+
+    try:
+        io.find_acdc_cases(p)
+    except InputError:
+        return False
+    return True
+
+
+def load_map(path: str | os.PathLike[str], image: Loaded, *, what: str) -> np.ndarray:
+    """Read scribbles or labels and check they lie on the image's grid."""
+    m = load_image(path, what=what)
+    if m.data.shape != image.data.shape:
+        raise InputError(
+            f"{what} {m.path.name} has shape {m.data.shape} but the image {image.path.name} has shape "
+            f"{image.data.shape}"
+        )
+    if m.kind == "pngdir" and image.kind == "pngdir" and m.names != image.names:
+        raise InputError(f"{what} folder {m.path} does not hold the same file names as the image folder {image.path}")
+    if m.data.dtype.kind == "f" and not np.all(np.isfinite(m.data)):
+        raise InputError(f"{what} {m.path.name} contains NaN or infinite values")
+    return m.data
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing bounds from flags
+
+
+def _class_index(token: str, names: Sequence[str], flag: str) -> int:
+    token = token.strip()
+    if token in names:
+        return names.index(token)
+    lowered = [n.lower() for n in names]
+    if token.lower() in lowered:
+        return lowered.index(token.lower())
+    if token.isdigit() and int(token) < len(names):
+        return int(token)
+    raise InputError(
+        f"{flag}: unknown class {token!r}; classes are {', '.join(names)} (or their index 0..{len(names) - 1})"
+    )
+
+
+def _floats(text: str, n: int, flag: str, spec: str) -> tuple[float, ...]:
+    parts = text.split(":")
+    try:
+        values = tuple(float(v) for v in parts)
+    except ValueError:
+        values = ()
+    if len(values) != n:
+        raise InputError(f"{flag} expects {spec}, got {text!r}")
+    return values
+
+
+def parse_size_flags(items: Sequence[str], names: Sequence[str], flag: str) -> dict[int, tuple[float, float]]:
+    """``CLASS=LO:HI`` items → {class: (lo, hi)}; lower > upper is caught by :class:`ClassPrior`."""
+    out: dict[int, tuple[float, float]] = {}
+    for item in items:
+        cls, sep, rng = item.partition("=")
+        if not sep:
+            raise InputError(f"{flag} expects CLASS=LOWER:UPPER, got {item!r}")
+        lo, hi = _floats(rng, 2, flag, "CLASS=LOWER:UPPER")
+        out[_class_index(cls, names, flag)] = (lo, hi)
+    return out
+
+
+def parse_centroid_flags(
+    items: Sequence[str], names: Sequence[str]
+) -> dict[int, tuple[tuple[float, float], tuple[float, float]]]:
+    """``CLASS=r0:r1,c0:c1`` items → {class: ((r0, r1), (c0, c1))} in source pixels."""
+    out: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {}
+    for item in items:
+        cls, sep, box = item.partition("=")
+        rows, comma, cols = box.partition(",")
+        if not sep or not comma:
+            raise InputError(f"--centroid expects CLASS=ROW0:ROW1,COL0:COL1 (pixels), got {item!r}")
+        r0, r1 = _floats(rows, 2, "--centroid", "CLASS=ROW0:ROW1,COL0:COL1")
+        c0, c1 = _floats(cols, 2, "--centroid", "CLASS=ROW0:ROW1,COL0:COL1")
+        out[_class_index(cls, names, "--centroid")] = ((r0, r1), (c0, c1))
+    return out
+
+
+def _class_names(arg: str | None, k_seen: int) -> tuple[str, ...]:
+    from napari_wss.config import ClassPrior, class_names_from
+
+    if arg:
+        names = tuple(n.strip() for n in arg.split(","))
+        class_names_from([ClassPrior(n) for n in names])
+        if len(names) < k_seen:
+            raise InputError(f"--classes names {len(names)} classes but the scribbles/labels use {k_seen}")
+        return names
+    k = max(k_seen, 2)
+    if k == 4:
+        return DEFAULT_CLASSES_4
+    return ("background", *(f"class{i}" for i in range(1, k)))
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_make_samples(args: argparse.Namespace) -> int:
+    from napari_wss import toy
+
+    out = Path(args.dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder")
+    written = toy.write_samples(out)
+    total = sum(p.stat().st_size for p in written)
+    _echo(f"wrote {len(written)} files ({total / 1024:.0f} KiB) under {out}")
+    return 0
+
+
+@dataclass
+class _TrainVolume:
+    image: Loaded
+    scribbles: np.ndarray | None
+    labels: np.ndarray | None
+    name: str
+
+
+def _train_volumes(args: argparse.Namespace, need_scribbles: bool) -> list[_TrainVolume]:
+    from napari_wss import io
+
+    vols: list[_TrainVolume] = []
+    if args.acdc:
+        from napari_wss.experiments import parse_patients, select_cases
+
+        if args.image:
+            raise InputError("give either --image or --acdc, not both")
+        cases = select_cases(
+            args.acdc, parse_patients(args.patients), need_scribbles=need_scribbles, limit=args.max_train_volumes
+        )
+        for case in cases:
+            img = load_image(case.image)
+            scr = load_map(case.scribble, img, what="scribbles") if case.scribble is not None else None
+            lab = load_map(case.gt, img, what="labels") if case.gt is not None else None
+            vols.append(_TrainVolume(img, scr, lab, case.image.name))
+        return vols
+    if not args.image:
+        raise InputError("no training data: give --image IMG (NIfTI, PNG or a PNG folder) or --acdc ROOT")
+    for flag in ("scribbles", "labels"):
+        given = getattr(args, flag)
+        if given and len(given) != len(args.image):
+            raise InputError(f"{len(args.image)} images but {len(given)} --{flag} files; give one per image")
+    for i, path in enumerate(args.image):
+        img = load_image(path, spacing=args.spacing)
+        scr = lab = None
+        if args.scribbles:
+            scr = load_map(args.scribbles[i], img, what="scribbles")
+        if args.labels:
+            lab = load_map(args.labels[i], img, what="labels")
+        if img.layout is not None:  # the seed's PNG layout carries its weak labels and masks
+            if scr is None and img.layout["weak"] is not None:
+                scr = load_map(img.layout["weak"], img, what="scribbles")
+            if lab is None and img.layout["gt"] is not None:
+                lab = load_map(img.layout["gt"], img, what="labels")
+        if scr is None and need_scribbles and img.kind == "nifti":
+            _, sibling = io.acdc_siblings(img.path)
+            if sibling is not None:
+                log.warning("using the scribbles next to the image: %s", sibling.name)
+                scr = load_map(sibling, img, what="scribbles")
+        vols.append(_TrainVolume(img, scr, lab, img.path.name))
+    return vols
+
+
+def _volume_bounds(
+    vol: _TrainVolume, names: Sequence[str], args: argparse.Namespace, estimate: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    from napari_wss.config import ClassPrior
+    from napari_wss.data import bounds_from_labels, bounds_from_priors
+
+    _, dy, dx = vol.image.spacing
+    mm2 = parse_size_flags(args.size_mm2 or [], names, "--size-mm2")
+    px = parse_size_flags(args.size_px or [], names, "--size-px")
+    both = sorted(set(mm2) & set(px))
+    if both:
+        raise InputError(f"class {names[both[0]]!r} has both --size-mm2 and --size-px; give one")
+    cents = parse_centroid_flags(args.centroid or [], names)
+    priors = []
+    for c, name in enumerate(names):
+        if c in mm2:
+            priors.append(ClassPrior.from_mm2(name, mm2[c], (dy, dx), cents.get(c)))
+        else:
+            priors.append(ClassPrior(name, px.get(c), cents.get(c)))
+    n, h, w = vol.image.data.shape
+    sizes, centroids = bounds_from_priors(
+        priors,
+        n,
+        (h, w),
+        scribbles=vol.scribbles,
+        absent_from_scribbles=not args.keep_absent,
+    )
+    if estimate is not None:
+        est_sizes, _ = bounds_from_labels(estimate, len(names), margin=args.margin)
+        sizes = est_sizes
+    return sizes, centroids, priors
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from napari_wss import experiments
+    from napari_wss.config import Mode, TrainConfig
+    from napari_wss.data import SliceDataset, check_labels, prepare_volume
+    from napari_wss.training import TrainState, load_checkpoint, train
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise InputError(f"cannot save the model: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; expected a model file name such as model.pt")
+    mode = Mode(args.mode)
+    need_scribbles = mode in (Mode.PARTIAL, Mode.CONSTRAINED)
+    vols = _train_volumes(args, need_scribbles)
+    for v in vols:
+        if out.resolve() == v.image.path.resolve():
+            raise InputError(f"--out {out} is the training image; choose another file name")
+        if need_scribbles and v.scribbles is None:
+            raise InputError(f"mode '{mode.value}' needs scribbles for {v.name}: give --scribbles")
+        if mode == Mode.FULL and v.labels is None:
+            raise InputError(f"mode 'full' needs dense labels for {v.name}: give --labels")
+    state = load_checkpoint(args.resume) if args.resume else None
+    k_seen = 2
+    for v in vols:
+        if v.scribbles is not None and v.scribbles.size:
+            k_seen = max(k_seen, int(v.scribbles.max()))
+        if v.labels is not None and v.labels.size:
+            k_seen = max(k_seen, int(v.labels.max()) + 1)
+    names = state.class_names if state is not None else _class_names(args.classes, k_seen)
+    if state is not None and args.classes and tuple(n.strip() for n in args.classes.split(",")) != names:
+        raise InputError(f"--classes differ from the classes of the model in {args.resume}: {', '.join(names)}")
+
+    estimates: list[np.ndarray | None] = [None] * len(vols)
+    if args.estimate_bounds_from:
+        for i, v in enumerate(vols):
+            if args.estimate_bounds_from == "gt":
+                if v.labels is None:
+                    raise InputError(
+                        f"--estimate-bounds-from gt needs labels for {v.name} (--labels or ACDC _gt files)"
+                    )
+                estimates[i] = v.labels
+            else:
+                if len(vols) > 1:
+                    raise InputError("--estimate-bounds-from FILE works with one image; use 'gt' with several")
+                estimates[i] = load_map(args.estimate_bounds_from, v.image, what="ground truth")
+            estimates[i] = check_labels(estimates[i], len(names), v.image.data.shape)
+
+    config = TrainConfig(
+        mode=mode,
+        penalty=args.penalty,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        size_weight=args.size_weight,
+        centroid_weight=args.centroid_weight,
+        t0=args.t0,
+        temperature=args.temperature,
+        width=args.width,
+        depth=args.depth,
+        size=args.net_size,
+        augment=not args.no_augment,
+        amp=not args.no_amp,
+        device=args.device,
+        seed=args.seed,
+        preview_every=args.preview_every,
+    )
+    if state is not None:
+        keep = {k: getattr(state.config, k) for k in ("width", "depth", "size")}
+        config = config.with_(**keep)
+    parts, priors = [], None
+    for i, v in enumerate(vols):
+        sizes, cents, vol_priors = _volume_bounds(v, names, args, estimates[i])
+        priors = priors or vol_priors
+        ds, _ = prepare_volume(
+            v.image.data,
+            num_classes=len(names),
+            size=config.size,
+            scribbles=v.scribbles,
+            labels=v.labels,
+            size_bounds=sizes,
+            centroid_bounds=cents,
+            volume_index=i,
+        )
+        parts.append(ds)
+    data = SliceDataset.concat(parts)
+    if mode == Mode.CONSTRAINED and np.all(np.isnan(data.size_bounds)) and np.all(np.isnan(data.centroid_bounds)):
+        log.warning("mode 'constrained' without any size or centroid bound trains like 'partial'")
+    _echo(
+        f"training {mode.value} ({config.penalty.value}) on {len(data)} slices of {len(vols)} volume(s), "
+        f"classes: {', '.join(names)}; network {config.size}x{config.size} width {config.width}"
+    )
+    if state is None:
+        state = TrainState.create(config, names, priors=priors or (), arch=args.arch)
+    started = time.perf_counter()
+    gen = train(
+        data,
+        config,
+        class_names=names,
+        state=state,
+        checkpoint=out,
+        checkpoint_every=args.checkpoint_every,
+        arch=args.arch,
+    )
+    state = experiments.run_training(gen, config.steps, "train", _progress_factory(args.progress))
+    elapsed = time.perf_counter() - started
+    _echo(f"saved {out} after {state.step} steps in {elapsed:.1f} s")
+    if any(v.labels is not None for v in vols):
+        _report_training_fit(state, vols, names)
+    return 0
+
+
+def _report_training_fit(state: Any, vols: Sequence[_TrainVolume], names: Sequence[str]) -> None:
+    from napari_wss.metrics import dice_per_class
+    from napari_wss.training import predict_volume
+
+    scores = []
+    for v in vols:
+        if v.labels is not None:
+            pred = predict_volume(state, v.image.data, device=state.config.device)
+            scores.append(dice_per_class(np.asarray(pred), v.labels.astype(np.uint8), len(names)))
+    d = np.nanmean(np.stack(scores), axis=0)
+    per = ", ".join(f"{n} {x:.3f}" for n, x in zip(names[1:], d[1:]))
+    _echo(f"Dice on the training volumes (against --labels): {per}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from napari_wss import io
+    from napari_wss.training import load_checkpoint, predict_volume
+
+    state = load_checkpoint(args.model)
+    if args.acdc:
+        return _predict_acdc(args, state)
+    if not args.image or not args.out:
+        raise InputError("predict needs --image IMG and --out OUT (or --acdc ROOT --out DIR)")
+    img = load_image(args.image, spacing=args.spacing)
+    out = Path(args.out)
+    if out.resolve() == img.path.resolve():
+        raise InputError(f"refusing to write the prediction onto the source image {img.path}; choose another --out")
+    if img.kind == "pngdir":
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out {out} must be a folder for a folder of PNG images")
+        clashes = [n for n in img.names if (out / n).exists()]
+        if clashes and not args.overwrite:
+            raise InputError(f"{out / clashes[0]} already exists; choose another folder or pass --overwrite")
+    elif _is_nifti(out):
+        if out.exists() and not args.overwrite:
+            raise InputError(f"{out} already exists; choose another name or pass --overwrite")
+    elif out.suffix.lower() == ".png":
+        if img.kind != "png":
+            raise InputError(f"--out {out} is a PNG but the image is a volume; write .nii.gz")
+        if out.exists() and not args.overwrite:
+            raise InputError(f"{out} already exists; choose another name or pass --overwrite")
+    else:
+        raise InputError(f"--out {out} must end in .nii.gz, .nii or .png (a folder for a PNG folder)")
+    labels = np.asarray(predict_volume(state, img.data, device=args.device))
+    if img.kind == "pngdir":
+        out.mkdir(parents=True, exist_ok=True)
+        for name, lab in zip(img.names, labels):
+            io.write_png(out / name, lab, overwrite=args.overwrite)
+    elif out.suffix.lower() == ".png":
+        io.write_png(out, labels[0], overwrite=args.overwrite)
+    else:
+        io.write_nifti(out, labels, img.affine, spacing=img.spacing, source=img.path, overwrite=args.overwrite)
+    counts = np.bincount(labels.ravel(), minlength=state.num_classes)
+    summary = ", ".join(f"{n} {int(c)}" for n, c in zip(state.class_names, counts))
+    _echo(f"wrote {out} ({labels.shape[0]} slice(s); voxels per class: {summary})")
+    return 0
+
+
+def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
+    from napari_wss import io
+    from napari_wss.experiments import parse_patients, select_cases
+    from napari_wss.training import predict_volume
+
+    out = Path(args.out) if args.out else None
+    if out is None or (out.exists() and not out.is_dir()):
+        raise InputError("with --acdc, --out must name a folder for the predictions")
+    cases = select_cases(args.acdc, parse_patients(args.patients))
+    targets = [out / c.image.name for c in cases]
+    clashes = [t for t in targets if t.exists()]
+    if clashes and not args.overwrite:
+        raise InputError(f"{clashes[0]} already exists; choose another folder or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    for case, target in zip(cases, targets):
+        vol = io.read_nifti(case.image)
+        labels = np.asarray(predict_volume(state, vol.data, device=args.device))
+        io.write_nifti(target, labels, vol.affine, spacing=vol.spacing, source=case.image, overwrite=args.overwrite)
+    _echo(f"wrote {len(cases)} predictions to {out}")
+    return 0
+
+
+@dataclass
+class _Pair:
+    name: str
+    pred: np.ndarray
+    ref: np.ndarray
+    spacing: tuple[float, float, float]
+    in_mm: bool
+
+
+def _strip(name: str) -> str:
+    low = name.lower()
+    for suffix in (".nii.gz", ".nii", ".png"):
+        if low.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _eval_pairs(args: argparse.Namespace) -> list[_Pair]:
+    from napari_wss import io
+
+    pairs: list[_Pair] = []
+    if args.acdc_pred or args.acdc:
+        if not (args.acdc_pred and args.acdc):
+            raise InputError("ACDC evaluation needs both --acdc-pred DIR and --acdc ROOT")
+        from napari_wss.experiments import parse_patients
+
+        folder = Path(args.acdc_pred)
+        if not folder.is_dir():
+            raise InputError(f"prediction folder not found: {folder}")
+        wanted = set(parse_patients(args.patients)) if args.patients else None
+        for case in io.find_acdc_cases(args.acdc):
+            if case.gt is None or (wanted is not None and case.patient_id not in wanted):
+                continue
+            stem = _strip(case.image.name)
+            cand = [folder / f"{stem}{tag}{ext}" for tag in ("", "_pred", "_seg") for ext in (".nii.gz", ".nii")]
+            pred_path = next((c for c in cand if c.is_file()), None)
+            if pred_path is None:
+                continue
+            ref = io.read_nifti(case.gt)
+            pred = io.read_nifti(pred_path)
+            pairs.append(_Pair(stem, pred.data, ref.data, ref.spacing, True))
+        if not pairs:
+            raise InputError(
+                f"no prediction in {folder} matches an ACDC case of {args.acdc} (expected patientNNN_frameXX.nii.gz)"
+            )
+        return pairs
+    if not (args.pred and args.ref):
+        raise InputError("evaluate needs --pred and --ref (files or folders), or --acdc-pred DIR --acdc ROOT")
+    pred_p, ref_p = Path(args.pred), Path(args.ref)
+    for p, what in ((pred_p, "prediction"), (ref_p, "reference")):
+        if not p.exists():
+            raise InputError(f"{what} not found: {p}")
+    if pred_p.is_dir() != ref_p.is_dir():
+        raise InputError("--pred and --ref must both be files or both be folders")
+    if pred_p.is_file():
+        files = [(pred_p, ref_p)]
+    else:
+
+        def index(folder: Path) -> dict[str, Path]:
+            return {
+                _strip(f.name): f
+                for f in folder.iterdir()
+                if f.is_file() and (_is_nifti(f) or f.suffix.lower() == ".png")
+            }
+
+        preds, refs = index(pred_p), index(ref_p)
+        common = sorted(set(preds) & set(refs), key=io.natural_sort_key)
+        if not common:
+            raise InputError(f"no file names match between {pred_p} and {ref_p} (NIfTI or PNG files)")
+        missing = sorted(set(refs) - set(preds))
+        if missing:
+            log.warning("%d reference file(s) have no prediction, e.g. %s", len(missing), missing[0])
+        files = [(preds[n], refs[n]) for n in common]
+    for pf, rf in files:
+        ref = load_image(rf, what="reference")
+        pred = load_image(pf, what="prediction")
+        if pred.data.shape != ref.data.shape:
+            raise InputError(
+                f"prediction {pf.name} has shape {pred.data.shape} but the reference {rf.name} has {ref.data.shape}"
+            )
+        pairs.append(_Pair(_strip(rf.name), pred.data, ref.data, ref.spacing, ref.kind == "nifti"))
+    return pairs
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_wss.experiments import ResultTable
+    from napari_wss.metrics import score_volume
+
+    pairs = _eval_pairs(args)
+    for p in pairs:
+        for arr, what in ((p.pred, "prediction"), (p.ref, "reference")):
+            if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
+                raise InputError(f"{what} {p.name} holds non-integer values; expected a label map")
+            if arr.size and arr.min() < 0:
+                raise InputError(f"{what} {p.name} holds negative labels")
+    k_seen = max(int(max(p.pred.max(), p.ref.max())) + 1 for p in pairs)
+    if k_seen > 64 and not args.classes:
+        raise InputError(
+            f"label values go up to {k_seen - 1}; expected class indices 0..K-1 (a 0/255 mask? divide it by 255)"
+        )
+    names = _class_names(args.classes, k_seen)
+    k = len(names)
+    unit = "mm" if all(p.in_mm for p in pairs) else "px"
+    columns = (
+        "case",
+        *(f"Dice {n}" for n in names[1:]),
+        "Dice mean",
+        *(f"HD95 {n}" for n in names[1:]),
+        f"HD95 mean ({unit})",
+    )
+    rows = []
+    dices, hds = [], []
+    for p in pairs:
+        s = score_volume(p.pred.astype(np.int64), p.ref.astype(np.int64), k, p.spacing)
+        dices.append(s.dice)
+        hds.append(s.hd95)
+        rows.append((p.name, *map(float, s.dice[1:]), s.mean_dice(), *map(float, s.hd95[1:]), s.mean_hd95()))
+    with np.errstate(all="ignore"), _quiet_nan_warnings():
+        d = np.nanmean(np.stack(dices), axis=0)
+        h = np.nanmean(np.stack(hds), axis=0)
+        mean_row = ("mean", *map(float, d[1:]), float(np.nanmean(d[1:])), *map(float, h[1:]), float(np.nanmean(h[1:])))
+    rows.append(mean_row)
+    table = ResultTable(
+        f"{len(pairs)} case(s), 3D Dice and HD95 ({unit}) per class; background left out of the means",
+        columns,
+        tuple(rows),
+        ("'-': the class is absent from both (Dice) or from one of them (HD95).",),
+    )
+    text = table.format()
+    _echo(text[: text.rfind("\nwall time")])
+    if args.csv:
+        _write_csv(Path(args.csv), columns, rows)
+        _echo(f"wrote {args.csv}")
+    return 0
+
+
+@contextlib.contextmanager
+def _quiet_nan_warnings() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from napari_wss import experiments
+
+    progress = _progress_factory(args.progress)
+    common = {"seed": args.seed, "device": args.device, "progress": progress}
+    if args.experiment == "toy":
+        table = experiments.run_toy(
+            size=args.size,
+            epochs=args.epochs,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            batch_size=args.batch_size,
+            width=args.width,
+            lr=args.lr,
+            **common,
+        )
+    elif args.experiment == "toy2":
+        table = experiments.run_toy2(
+            size=args.size,
+            epochs=args.epochs,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            batch_size=args.batch_size,
+            width=args.width,
+            lr=args.lr,
+            t0=args.t0,
+            crf_weight=args.crf_weight,
+            size_weight=args.size_weight,
+            centroid_weight=args.centroid_weight,
+            arch=args.arch,
+            **common,
+        )
+    else:
+        root = Path(args.acdc)
+        train_p = experiments.parse_patients(args.patients)
+        test_p = experiments.parse_patients(args.test_patients)
+        if args.folds:
+            train_p, test_p = _fold(sorted(set(train_p) | set(test_p)), args.fold, args.folds)
+        table = experiments.run_acdc(
+            root,
+            train_patients=train_p,
+            test_patients=test_p,
+            modes=args.modes.split(","),
+            steps=args.steps,
+            batch_size=args.batch_size,
+            net_size=args.net_size,
+            width=args.width,
+            lr=args.lr,
+            penalty=args.penalty,
+            bounds=args.bounds,
+            size_weight=args.size_weight,
+            centroid_weight=args.centroid_weight,
+            max_train_volumes=args.max_train_volumes,
+            max_test_volumes=args.max_test_volumes,
+            **common,
+        )
+    _echo(table.format())
+    return 0
+
+
+def _fold(patients: list[int], fold: int, folds: int) -> tuple[list[int], list[int]]:
+    if not 0 <= fold < folds:
+        raise InputError(f"--fold must be in 0..{folds - 1}, got {fold}")
+    test = [p for i, p in enumerate(patients) if i % folds == fold]
+    return [p for p in patients if p not in test], test
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if not args.headless and display and importlib.util.find_spec("napari_wss._demo") is not None:
+        try:
+            from napari_wss import _demo
+
+            _demo.launch()
+            return 0
+        except Exception as exc:  # a display that Qt cannot use, a missing Qt binding...
+            log.debug("napari demo failed", exc_info=True)
+            _echo(f"cannot start napari ({_one_line(exc)}): running the headless demo")
+    elif not args.headless:
+        why = "no display (DISPLAY/WAYLAND_DISPLAY unset)" if not display else "the napari demo is not available"
+        _echo(f"{why}: running the headless demo")
+    from napari_wss.experiments import run_phantom_demo
+
+    result = run_phantom_demo(
+        args.out_dir,
+        steps=args.steps,
+        net_size=args.net_size,
+        width=args.width,
+        seed=args.seed,
+        device=args.device,
+        progress=_progress_factory(args.progress),
+    )
+    _echo(result.table.format())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The parser
+
+
+def _add_training_flags(p: argparse.ArgumentParser, *, steps: int, width: int, net_size: int, batch: int) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=steps, help=f"optimisation steps (default {steps})")
+    g.add_argument("--batch-size", type=int, default=batch, help=f"slices per step (default {batch})")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    g.add_argument("--width", type=int, default=width, help=f"channels of the first U-Net stage (default {width})")
+    g.add_argument(
+        "--net-size",
+        type=int,
+        default=net_size,
+        help=f"slices are resized to this side for the network (default {net_size})",
+    )
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def _common_flags() -> argparse.ArgumentParser:
+    """Flags accepted before or after the command name (defaults live on the main parser)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="log details and show tracebacks"
+    )
+    common.add_argument(
+        "--threads",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="CPU threads for torch (default: torch's choice; 1 is faster when other jobs share the cores)",
+    )
+    bars = common.add_mutually_exclusive_group()
+    bars.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="always draw progress bars (default: only on a terminal)",
+    )
+    bars.add_argument(
+        "--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS, help="never draw bars"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_flags()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Weakly supervised segmentation (scribbles + size/centroid priors), headless.",
+        parents=[common],
+    )
+    parser.set_defaults(verbose=False, progress=None, threads=0)
+    try:
+        from importlib.metadata import version
+
+        parser.add_argument("--version", action="version", version=f"{PROG} {version('napari-wss')}")
+    except Exception:  # not installed: no --version
+        pass
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def _add(subparsers: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, parents=[common], **kwargs)  # type: ignore[no-any-return]
+
+    p = _add(sub, "make-samples", help="write the small synthetic sample files")
+    p.add_argument("dir", nargs="?", default="sample_data", help="output folder (default sample_data)")
+    p.set_defaults(func=cmd_make_samples)
+
+    p = _add(
+        sub,
+        "train",
+        help="train a model on scribbles, priors and/or labels",
+        description="Train on images with scribbles (0 = not annotated, c+1 = class c), size/centroid "
+        "priors and/or dense labels; the model file holds weights, settings, classes and bounds.",
+    )
+    d = p.add_argument_group("data")
+    d.add_argument("--image", nargs="+", metavar="IMG", help="NIfTI, PNG, a folder of PNGs, or the seed's PNG layout")
+    d.add_argument("--scribbles", nargs="+", metavar="S", help="scribbles on the same grid (one per image)")
+    d.add_argument("--labels", nargs="+", metavar="GT", help="dense labels (class indices), one per image")
+    d.add_argument("--acdc", metavar="ROOT", help="train on ACDC frames under ROOT instead of --image")
+    d.add_argument("--patients", default="1-80", help="ACDC patients, e.g. 1-80 or 1-10,15 (default 1-80)")
+    d.add_argument(
+        "--max-train-volumes", type=int, default=None, help="use at most N ACDC frames (spread over patients)"
+    )
+    d.add_argument(
+        "--spacing",
+        type=float,
+        nargs=2,
+        metavar=("DY", "DX"),
+        default=None,
+        help="pixel spacing in mm for PNG input (default 1 1)",
+    )
+    d.add_argument("--classes", help="comma-separated class names, background first (default from the data)")
+    b = p.add_argument_group("supervision and priors")
+    b.add_argument("--mode", default="constrained", choices=["full", "partial", "constrained", "priors"])
+    b.add_argument("--penalty", default="log-barrier", choices=["none", "quadratic", "log-barrier"])
+    b.add_argument("--size-mm2", action="append", metavar="CLASS=LO:HI", help="size bounds in mm² per slice (repeat)")
+    b.add_argument("--size-px", action="append", metavar="CLASS=LO:HI", help="size bounds in pixels per slice (repeat)")
+    b.add_argument("--centroid", action="append", metavar="CLASS=R0:R1,C0:C1", help="centroid box in pixels (repeat)")
+    b.add_argument(
+        "--estimate-bounds-from",
+        metavar="GT",
+        help="per-slice size bounds from a ground-truth file (or 'gt': each volume's labels), ± --margin",
+    )
+    b.add_argument("--margin", type=float, default=0.1, help="relative margin of estimated bounds (default 0.1)")
+    b.add_argument(
+        "--keep-absent",
+        action="store_true",
+        help="do not mark a class absent on a scribbled slice without a stroke of it",
+    )
+    b.add_argument("--size-weight", type=float, default=1e-2)
+    b.add_argument("--centroid-weight", type=float, default=1e-2)
+    b.add_argument("--t0", type=float, default=5.0, help="initial log-barrier t (grows 1.1x per epoch)")
+    b.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (the seed used 5)")
+    _add_training_flags(p, steps=300, width=16, net_size=128, batch=4)
+    g = p.add_argument_group("network and run")
+    g.add_argument("--depth", type=int, default=4, help="U-Net poolings (default 4)")
+    g.add_argument("--arch", default="unet", choices=["unet", "shallow"])
+    g.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity jitter")
+    g.add_argument(
+        "--no-amp", action="store_true", help="no bf16 autocast (used on CUDA and on CPUs with AMX by default)"
+    )
+    g.add_argument("--preview-every", type=int, default=0, help=argparse.SUPPRESS)
+    g.add_argument("--resume", metavar="MODEL", help="continue training from a model file")
+    g.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps (default: at the end)")
+    _add_run_flags(g)
+    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (atomically)")
+    p.set_defaults(func=cmd_train)
+
+    p = _add(sub, "predict", help="segment an image with a trained model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--image", help="NIfTI, PNG or a folder of PNGs")
+    p.add_argument("--acdc", metavar="ROOT", help="predict every ACDC frame of --patients into the --out folder")
+    p.add_argument("--patients", default="81-100", help="ACDC patients (default 81-100)")
+    p.add_argument("--out", help="labels file (.nii.gz / .png), or a folder for PNG folders and --acdc")
+    p.add_argument("--spacing", type=float, nargs=2, metavar=("DY", "DX"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = _add(sub, "evaluate", help="3D Dice and HD95 per class of predictions against references")
+    p.add_argument("--pred", help="prediction file or folder")
+    p.add_argument("--ref", help="reference file or folder (files matched by name)")
+    p.add_argument("--acdc-pred", metavar="DIR", help="folder of ACDC predictions named like the images")
+    p.add_argument("--acdc", metavar="ROOT", help="ACDC root holding the _gt files")
+    p.add_argument("--patients", default=None, help="restrict ACDC evaluation to these patients")
+    p.add_argument("--classes", help="comma-separated class names, background first")
+    p.add_argument("--csv", help="also write the table as CSV")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = _add(
+        sub,
+        "reproduce",
+        help="the seed's experiments: toy, toy2, acdc",
+        description="Reproduce the seed's experiments and print tables beside its numbers. Defaults "
+        "fit a 2-core CPU in minutes; see each --help for the full-scale (GPU) settings.",
+    )
+    rs = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    t = _add(
+        rs,
+        "toy",
+        help="TOY: shallow CNN, full / partial CE / partial CE + size",
+        epilog="defaults are reduced for a 2-core CPU (128 px); seed scale: --size 256 --epochs 150",
+    )
+    t.add_argument("--size", type=int, default=128, help="image side (seed: 256; default 128)")
+    t.add_argument("--epochs", type=int, default=150)
+    t.add_argument("--n-train", type=int, default=10)
+    t.add_argument("--n-val", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=2)
+    t.add_argument("--width", type=int, default=16)
+    t.add_argument("--lr", type=float, default=1e-3)
+    _add_run_flags(t)
+    t.set_defaults(func=cmd_reproduce)
+    t2 = _add(
+        rs,
+        "toy2",
+        help="TOY2: priors only (size + centroid), quadratic vs log-barrier",
+        epilog="defaults are reduced for a 2-core CPU; seed scale (GPU): --size 256 --n-train 1000 --n-val 100 "
+        "--epochs 20 --batch-size 16 --device cuda",
+    )
+    t2.add_argument("--size", type=int, default=64, help="image side (seed: 256; default 64)")
+    t2.add_argument("--epochs", type=int, default=20)
+    t2.add_argument("--n-train", type=int, default=200, help="training images (seed: 1000; default 200)")
+    t2.add_argument("--n-val", type=int, default=50, help="validation images (seed: 100; default 50)")
+    t2.add_argument("--batch-size", type=int, default=8)
+    t2.add_argument("--width", type=int, default=16)
+    t2.add_argument("--lr", type=float, default=1e-2)
+    t2.add_argument("--t0", type=float, default=5.0)
+    t2.add_argument("--size-weight", type=float, default=1e-2, help="size penalty weight (default 1e-2)")
+    t2.add_argument("--centroid-weight", type=float, default=1e-2, help="centroid penalty weight (default 1e-2)")
+    t2.add_argument(
+        "--crf-weight", type=float, default=1e-2, help="also run each penalty with the gated-CRF term (0 = off)"
+    )
+    t2.add_argument("--arch", default="shallow", choices=["shallow", "unet"])
+    _add_run_flags(t2)
+    t2.set_defaults(func=cmd_reproduce)
+    a = _add(
+        rs,
+        "acdc",
+        help="ACDC: full / partial / constrained Residual U-Net, 3D Dice per class",
+        epilog="GPU scale: --net-size 256 --width 32 --steps 4000 --batch-size 16 --max-train-volumes 0 --device cuda",
+    )
+    a.add_argument("--acdc", default=str(ACDC_DEFAULT), metavar="ROOT", help="ACDC root (default ../shared/data/acdc)")
+    a.add_argument("--patients", default="1-80", help="training patients (default 1-80)")
+    a.add_argument("--test-patients", default="81-100", help="test patients (default 81-100)")
+    a.add_argument("--folds", type=int, default=0, help="k-fold over --patients ∪ --test-patients (0 = off)")
+    a.add_argument("--fold", type=int, default=0, help="which fold is the test set")
+    a.add_argument("--modes", default="full,partial,constrained")
+    a.add_argument("--penalty", default="log-barrier", choices=["quadratic", "log-barrier"])
+    a.add_argument("--size-weight", type=float, default=None, help="size penalty weight (default: TrainConfig's)")
+    a.add_argument("--centroid-weight", type=float, default=None, help=argparse.SUPPRESS)
+    a.add_argument(
+        "--bounds",
+        default="oracle",
+        choices=["oracle", "population"],
+        help="oracle: true size ±10%% per slice (the seed); population: mm² ranges from the training masks",
+    )
+    a.add_argument("--max-train-volumes", type=int, default=40, help="ACDC frames to train on (0 = all; default 40)")
+    a.add_argument("--max-test-volumes", type=int, default=0, help="test frames to score (0 = all)")
+    _add_training_flags(a, steps=300, width=8, net_size=128, batch=8)
+    _add_run_flags(a)
+    a.set_defaults(func=cmd_reproduce)
+
+    p = _add(sub, "demo", help="napari with the widget and the phantom, or a headless train-and-predict")
+    p.add_argument("--headless", action="store_true", help="run the headless demo even with a display")
+    p.add_argument("--out-dir", default="demo_output", help="where the overlay PNG goes (default demo_output)")
+    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--net-size", type=int, default=64)
+    p.add_argument("--width", type=int, default=8)
+    _add_run_flags(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, InputError):
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        text = f"{exc.strerror or type(exc).__name__}{where}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _logging(verbose: bool) -> Iterator[None]:
+    """Route the package's log records to stderr for the duration of one command."""
+    logger = logging.getLogger("napari_wss")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def _set_threads(n: int) -> None:
+    if n < 1:
+        raise InputError(f"--threads must be a positive integer, got {n}")
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors (argparse printed them)
+        return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command == "reproduce" and getattr(args, "experiment", None) == "acdc":
+        args.max_train_volumes = args.max_train_volumes or None
+        args.max_test_volumes = args.max_test_volumes or None
+    with _logging(args.verbose):
+        try:
+            if args.threads:
+                _set_threads(args.threads)
+            return int(args.func(args))
+        except (InputError, OSError) as exc:
+            log.debug("%s failed", args.command, exc_info=True)
+            sys.stderr.write(f"{PROG}: error: {_one_line(exc)}\n")
+            return 2
+        except KeyboardInterrupt:
+            sys.stderr.write(f"{PROG}: interrupted (the last saved model file, if any, is intact)\n")
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

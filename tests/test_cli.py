@@ -1,0 +1,480 @@
+"""Tests for the ``napari-wss`` command line: errors, samples, train → predict → evaluate, reproduce."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_wss import cli, io, toy
+from napari_wss.training import load_checkpoint
+
+ACDC = Path(__file__).resolve().parents[1].parent / "shared/data/acdc"
+needs_acdc = pytest.mark.skipif(not ACDC.is_dir(), reason=f"ACDC data not found at {ACDC}")
+
+# A non-trivial affine: voxel sizes (dx, dy, dz) = (1.5, 1.25, 8) mm and a shift.
+AFFINE = np.diag([1.5, 1.25, 8.0, 1.0])
+AFFINE[:3, 3] = [-30.0, 12.0, 4.0]
+SPACING = (8.0, 1.25, 1.5)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny networks run fastest on one thread, and do not stall when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = [
+    "--steps",
+    "4",
+    "--net-size",
+    "32",
+    "--width",
+    "4",
+    "--depth",
+    "2",
+    "--batch-size",
+    "2",
+    "--device",
+    "cpu",
+    "--no-amp",
+]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("napari-wss: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def phantom_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small phantom (3 slices, 48 px) written as image / scribbles / labels on AFFINE."""
+    folder = tmp_path_factory.mktemp("phantom")
+    ph = toy.cardiac_phantom(n_slices=3, size=48, seed=0)
+    files = {"image": ph.image.astype(np.float32), "scribbles": ph.scribbles, "labels": ph.labels}
+    return {
+        name: io.write_nifti(folder / f"ph_{name}.nii.gz", arr, AFFINE, spacing=SPACING) for name, arr in files.items()
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, exit status 2
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "train", "--image", tmp_path / "nope.nii.gz", "--out", tmp_path / "m.pt")
+    assert_one_line_error(code, err, "nope.nii.gz", "not found")
+
+
+def test_wrong_layout_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "stuff"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not an image")
+    code, _, err = run(capsys, "train", "--image", folder, "--out", tmp_path / "m.pt")
+    assert_one_line_error(code, err, "stuff", "no PNG", "ACDC")
+
+
+def test_nan_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
+    image[0, 3, 4] = np.nan
+    scribbles = np.zeros((2, 32, 32), dtype=np.uint8)
+    scribbles[:, :4] = 1
+    scribbles[:, 14:18, 14:18] = 2
+    img = io.write_nifti(tmp_path / "nan.nii.gz", image, AFFINE)
+    scr = io.write_nifti(tmp_path / "nan_scr.nii.gz", scribbles, AFFINE)
+    code, _, err = run(capsys, "train", "--image", img, "--scribbles", scr, "--out", tmp_path / "m.pt", *TINY)
+    assert_one_line_error(code, err, "NaN")
+
+
+def test_shape_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str], phantom_files: dict[str, Path]) -> None:
+    small = io.write_nifti(tmp_path / "small.nii.gz", np.zeros((3, 16, 16), np.uint8), AFFINE)
+    code, _, err = run(
+        capsys, "train", "--image", phantom_files["image"], "--scribbles", small, "--out", tmp_path / "m.pt"
+    )
+    assert_one_line_error(code, err, "shape", "(3, 16, 16)", "(3, 48, 48)")
+
+
+def test_lower_above_upper(tmp_path: Path, capsys: pytest.CaptureFixture[str], phantom_files: dict[str, Path]) -> None:
+    code, _, err = run(
+        capsys,
+        "train",
+        "--image",
+        phantom_files["image"],
+        "--scribbles",
+        phantom_files["scribbles"],
+        "--size-mm2",
+        "LV=900:100",
+        "--out",
+        tmp_path / "m.pt",
+        *TINY,
+    )
+    assert_one_line_error(code, err, "LV", "lower 900 > upper 100")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--size-mm2", "LV=100", "CLASS=LOWER:UPPER"),
+        ("--size-mm2", "aorta=1:2", "unknown class 'aorta'"),
+        ("--centroid", "LV=1:2", "ROW0:ROW1,COL0:COL1"),
+    ],
+)
+def test_malformed_bounds(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    phantom_files: dict[str, Path],
+    flag: str,
+    value: str,
+    needle: str,
+) -> None:
+    args = ["--image", phantom_files["image"], "--scribbles", phantom_files["scribbles"]]
+    code, _, err = run(capsys, "train", *args, flag, value, "--out", tmp_path / "m.pt", *TINY)
+    assert_one_line_error(code, err, needle)
+
+
+def test_acdc_folder_passed_as_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    patient = tmp_path / "training" / "patient001"
+    patient.mkdir(parents=True)
+    io.write_nifti(patient / "patient001_frame01.nii.gz", np.zeros((2, 8, 8), np.int16), AFFINE)
+    code, _, err = run(capsys, "train", "--image", tmp_path / "training", "--out", tmp_path / "m.pt")
+    assert_one_line_error(code, err, "--acdc")
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "train", "--image", "x.nii.gz")  # --out is required
+    assert code == 2
+    assert "--out" in err
+
+
+def test_verbose_shows_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "train", "--image", tmp_path / "nope.png", "--out", tmp_path / "m.pt", "--verbose")
+    assert code == 2
+    assert "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith("napari-wss: error: ")
+
+
+def test_predict_with_a_foreign_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"not a model")
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--image", tmp_path / "a.nii.gz", "--out", tmp_path / "o.nii.gz"
+    )
+    assert_one_line_error(code, err, "model.pt")
+
+
+def test_keyboard_interrupt_leaves_model_intact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], phantom_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_wss import experiments
+
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"previous model")
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments, "run_training", interrupted)
+    args = ["--image", phantom_files["image"], "--scribbles", phantom_files["scribbles"]]
+    code, _, err = run(capsys, "train", *args, "--out", model, *TINY)
+    assert code == 130
+    assert "interrupted" in err and len(err.strip().splitlines()) == 1
+    assert model.read_bytes() == b"previous model"
+
+
+# --------------------------------------------------------------------------------------------
+# Commands that work
+
+
+def test_make_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "samples"
+    code, stdout, _ = run(capsys, "make-samples", out)
+    assert code == 0 and "wrote" in stdout
+    for rel in (
+        "README.md",
+        "toy/img/000.png",
+        "toy2/weak/002.png",
+        "phantom/phantom.nii.gz",
+        "phantom/phantom_gt.nii.gz",
+        "phantom/phantom_scribble.nii.gz",
+    ):
+        assert (out / rel).is_file(), rel
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert total < 1_000_000
+    vol = io.read_nifti(out / "phantom/phantom.nii.gz")
+    scr = io.read_nifti(out / "phantom/phantom_scribble.nii.gz")
+    assert vol.shape == scr.shape
+
+
+def test_train_predict_evaluate_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], phantom_files: dict[str, Path]
+) -> None:
+    model, pred, table = tmp_path / "m.pt", tmp_path / "pred.nii.gz", tmp_path / "scores.csv"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--image",
+        phantom_files["image"],
+        "--scribbles",
+        phantom_files["scribbles"],
+        "--labels",
+        phantom_files["labels"],
+        "--size-mm2",
+        "LV=50:1500",
+        "--size-px",
+        "RV=0:400",
+        "--centroid",
+        "LV=10:40,10:40",
+        "--out",
+        model,
+        *TINY,
+    )
+    assert code == 0, err
+    assert model.is_file() and "saved" in out and "Dice on the training volumes" in out
+    saved = load_checkpoint(model)
+    assert saved.class_names == ("background", "RV", "myocardium", "LV")
+    assert saved.priors[3].size == pytest.approx((50 / (1.25 * 1.5), 1500 / (1.25 * 1.5)))  # mm² → px
+    assert saved.priors[3].centroid == ((10, 40), (10, 40)) and saved.priors[1].size == (0, 400)
+
+    code, out, err = run(capsys, "predict", "--model", model, "--image", phantom_files["image"], "--out", pred)
+    assert code == 0, err
+    written = io.read_nifti(pred)
+    source = io.read_nifti(phantom_files["image"])
+    np.testing.assert_allclose(written.affine, source.affine)
+    assert written.spacing == pytest.approx(source.spacing)
+    assert written.shape == source.shape and written.data.dtype == np.uint8
+    assert written.data.max() < 4
+
+    # Existing output and the source itself are refused.
+    code, _, err = run(capsys, "predict", "--model", model, "--image", phantom_files["image"], "--out", pred)
+    assert_one_line_error(code, err, "already exists", "--overwrite")
+    code, _, err = run(
+        capsys,
+        "predict",
+        "--model",
+        model,
+        "--image",
+        phantom_files["image"],
+        "--out",
+        phantom_files["image"],
+        "--overwrite",
+    )
+    assert_one_line_error(code, err, "source image")
+
+    code, out, err = run(capsys, "evaluate", "--pred", pred, "--ref", phantom_files["labels"], "--csv", table)
+    assert code == 0, err
+    assert "Dice LV" in out and "HD95 mean (mm)" in out
+    rows = list(csv.reader(table.open()))
+    assert rows[0][0] == "case" and rows[-1][0] == "mean" and len(rows) == 3
+    assert 0.0 <= float(rows[1][rows[0].index("Dice mean")]) <= 1.0
+
+    # Continue training from the checkpoint.
+    code, out, err = run(
+        capsys,
+        "train",
+        "--image",
+        phantom_files["image"],
+        "--scribbles",
+        phantom_files["scribbles"],
+        "--estimate-bounds-from",
+        phantom_files["labels"],
+        "--resume",
+        model,
+        "--out",
+        model,
+        *TINY,
+    )
+    assert code == 0, err
+    assert "after 8 steps" in out
+
+
+def test_evaluate_shape_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = io.write_nifti(tmp_path / "a.nii.gz", np.zeros((2, 8, 8), np.uint8), AFFINE)
+    b = io.write_nifti(tmp_path / "b.nii.gz", np.zeros((2, 8, 9), np.uint8), AFFINE)
+    code, _, err = run(capsys, "evaluate", "--pred", a, "--ref", b)
+    assert_one_line_error(code, err, "shape")
+
+
+def test_evaluate_folders_matched_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = np.zeros((2, 16, 16), np.uint8)
+    ref[:, 4:10, 4:10] = 1
+    pred = ref.copy()
+    pred[:, 4:6] = 0
+    for folder, arr in (("pred", pred), ("ref", ref)):
+        (tmp_path / folder).mkdir()
+        for name in ("case1", "case2"):
+            io.write_nifti(tmp_path / folder / f"{name}.nii.gz", arr, AFFINE)
+    code, out, err = run(capsys, "evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref")
+    assert code == 0, err
+    expected = 2 * 48 / (48 + 72)
+    assert "case1" in out and "case2" in out and f"{expected:.3f}" in out
+
+
+def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    toy.write_samples(tmp_path / "s")
+    model = tmp_path / "toy.pt"
+    code, out, err = run(
+        capsys,
+        "train",
+        "--image",
+        tmp_path / "s/toy",
+        "--mode",
+        "constrained",
+        "--estimate-bounds-from",
+        "gt",
+        "--penalty",
+        "quadratic",
+        "--arch",
+        "shallow",
+        "--out",
+        model,
+        *TINY,
+    )
+    assert code == 0, err
+    assert "classes: background, class1" in out
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--image", tmp_path / "s/toy/img/000.png", "--out", tmp_path / "p.png"
+    )
+    assert code == 0, err
+    assert io.read_png(tmp_path / "p.png").shape == (256, 256)
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--image", tmp_path / "s/toy/img", "--out", tmp_path / "preds"
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == ["000.png", "001.png", "002.png"]
+
+
+def test_parse_bound_flags() -> None:
+    names = ("background", "RV", "myocardium", "LV")
+    assert cli.parse_size_flags(["LV=1:2", "1=3.5:4"], names, "--size-px") == {3: (1.0, 2.0), 1: (3.5, 4.0)}
+    assert cli.parse_centroid_flags(["lv=1:2,3:4"], names) == {3: ((1.0, 2.0), (3.0, 4.0))}
+
+
+# --------------------------------------------------------------------------------------------
+# Reproduce and demo (tiny budgets)
+
+
+@pytest.mark.slow
+def test_reproduce_toy_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "reproduce", "toy", "--size", "32", "--epochs", "2", "--n-train", "2", "--n-val", "2", "--device", "cpu"
+    )
+    assert code == 0, err
+    assert "TOY" in out and "REDUCED" in out
+    for method, seed in (("full", "0.995"), ("partial", "0.976"), ("partial + size", "0.988")):
+        assert any(line.startswith(method) and seed in line for line in out.splitlines()), out
+
+
+@pytest.mark.slow
+def test_reproduce_toy2_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "reproduce",
+        "toy2",
+        "--size",
+        "32",
+        "--epochs",
+        "1",
+        "--n-train",
+        "16",
+        "--n-val",
+        "4",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    assert "distractor px as target" in out and "p-mass on target" in out
+    rows = [line.split()[0] for line in out.splitlines() if line.startswith(("quadratic", "log-barrier"))]
+    assert rows == ["quadratic", "quadratic", "log-barrier", "log-barrier"], out  # each without and with the CRF
+
+
+@pytest.mark.slow
+def test_demo_headless(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "demo",
+        "--headless",
+        "--out-dir",
+        tmp_path / "demo",
+        "--steps",
+        "3",
+        "--net-size",
+        "32",
+        "--width",
+        "4",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    png = tmp_path / "demo" / "phantom_overlay.png"
+    assert png.is_file() and png.stat().st_size > 10_000
+    assert "LV" in out and "3D Dice" in out
+
+
+@pytest.mark.slow
+@needs_acdc
+def test_reproduce_acdc_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys,
+        "reproduce",
+        "acdc",
+        "--acdc",
+        ACDC,
+        "--patients",
+        "1-2",
+        "--test-patients",
+        "81",
+        "--steps",
+        "2",
+        "--net-size",
+        "32",
+        "--width",
+        "4",
+        "--batch-size",
+        "2",
+        "--modes",
+        "full,constrained",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    assert "RV" in out and "constrained (oracle" in out and "0.852" in out
+
+
+# --------------------------------------------------------------------------------------------
+# The real console script
+
+
+def test_console_script_one_line_error(tmp_path: Path) -> None:
+    exe = shutil.which("napari-wss", path=str(Path(sys.executable).parent))
+    cmd = [exe] if exe else [sys.executable, "-m", "napari_wss.cli"]
+    proc = subprocess.run(
+        [*cmd, "predict", "--model", str(tmp_path / "missing.pt"), "--image", "x.nii.gz", "--out", "y.nii.gz"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"napari-wss: error: model file {tmp_path / 'missing.pt'} does not exist"
+    ]

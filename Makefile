@@ -47,7 +47,7 @@ apt:
 # The GUI tests need an X server with OpenGL (napari's Image layer crashes offscreen):
 # pytest-xvfb starts Xvfb for the session, Mesa's llvmpipe renders.
 test: apt venv-test
-	QT_QPA_PLATFORM=xcb $(PY) -m pytest $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=xcb OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest $(PYTEST_ARGS)
 
 # With a display: napari with the widget docked and the cardiac phantom loaded.
 # Without one: the headless train-and-predict on the phantom, an overlay PNG and Dice.

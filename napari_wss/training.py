@@ -363,6 +363,7 @@ def train(
     wrap_model: Callable[[nn.Module], nn.Module] | None = None,
     shard: tuple[int, int] = (0, 1),
     is_main: bool = True,
+    sync_ok: Callable[[bool], bool] | None = None,
 ) -> Generator[TrainEvent, Any, TrainState]:
     """Train and yield a :class:`TrainEvent` after every step; return the final :class:`TrainState`.
 
@@ -379,6 +380,9 @@ def train(
         wrap_model: wraps the device model for the step (e.g. DistributedDataParallel).
         shard: ``(rank, world_size)``: this process trains on its share of every global batch.
         is_main: only the main process writes checkpoints and computes previews.
+        sync_ok: called every step with whether this process's loss is finite, before the
+            optimiser step; returns whether every process's was (an all-reduce), so all
+            processes stop at the same step instead of leaving some waiting in a collective.
 
     Sending a :class:`BoundsUpdate` into the generator replaces the bounds from the next step.
 
@@ -422,7 +426,8 @@ def train(
                 group["lr"] = config.lr
     slices = DeviceSlices(data, device, seed=config.seed + state.step, shard=shard)
     objective = Objective(config)
-    steps_per_epoch = config.steps_per_epoch or max(MIN_STEPS_PER_EPOCH, math.ceil(len(data) / config.batch_size))
+    global_batch = config.batch_size * shard[1]  # every process draws its own batch_size slices
+    steps_per_epoch = config.steps_per_epoch or max(MIN_STEPS_PER_EPOCH, math.ceil(len(data) / global_batch))
     preview = np.asarray(preview_index if preview_index is not None else _default_preview(len(data)))
     preview_images = torch.from_numpy(data.images[preview]).to(device)
     preview_labels = None if data.labels is None else data.labels[preview]
@@ -460,7 +465,15 @@ def train(
             with torch.no_grad():
                 stats = _step_stats(loss, parts, probs.detach(), batch)
             values = stats.cpu().numpy()  # the step's one host synchronisation
-            if not np.isfinite(values[0]):
+            finite = bool(np.isfinite(values[0]))
+            if sync_ok is not None and not sync_ok(finite) and finite:
+                optimizer.zero_grad(set_to_none=True)
+                raise TrainingError(
+                    f"training stopped at step {state.step + 1}: the loss became NaN or infinite in another "
+                    f"process; lower the learning rate (now {config.lr:g}) or the penalty weights, and check "
+                    "the bounds"
+                )
+            if not finite:
                 optimizer.zero_grad(set_to_none=True)
                 raise TrainingError(
                     f"training diverged at step {state.step + 1} (the loss became {values[0]}): lower the "
@@ -474,10 +487,12 @@ def train(
                 state.t = min(state.t * config.t_growth, config.t_max)
             now = time.perf_counter()
             event = _make_event(values, list(parts), k, state, t_used, steps_per_epoch, now - started)
-            event = _with_rate(event, config.batch_size / max(now - last, 1e-9))
+            event = _with_rate(event, global_batch / max(now - last, 1e-9))
             last = now
             if is_main and config.preview_every and (state.step % config.preview_every == 0 or state.step == stop_at):
-                labels = predict_slices(model, preview_images, batch_size=max(config.batch_size, 8)).argmax(1)
+                labels = predict_slices(
+                    model, preview_images, batch_size=max(config.batch_size, 8), amp=config.amp
+                ).argmax(1)
                 pv = labels.to(torch.uint8).cpu().numpy()
                 dice = None if preview_labels is None else dice_per_class(pv, preview_labels, k)
                 event = _with_preview(event, pv, preview, dice)
@@ -580,11 +595,17 @@ def _with_preview(event: TrainEvent, preview: np.ndarray, index: np.ndarray, dic
 
 @torch.no_grad()
 def predict_slices(
-    model: nn.Module, images: Tensor | np.ndarray, *, batch_size: int = 16, temperature: float = 1.0
+    model: nn.Module,
+    images: Tensor | np.ndarray,
+    *,
+    batch_size: int = 16,
+    temperature: float = 1.0,
+    amp: bool = True,
 ) -> Tensor:
     """Probabilities ``(N, K, S, S)`` of network-resolution slices ``(N, S, S)``, on the model's device.
 
     Runs the model in eval mode (batch-norm running statistics) and restores its previous mode.
+    ``amp`` allows bf16 autocast where the device is fast at it (see :func:`bf16_fast`).
     """
     param = next(model.parameters())
     x = torch.as_tensor(images, dtype=torch.float32).to(param.device)
@@ -592,7 +613,7 @@ def predict_slices(
         x = x.unsqueeze(1)
     was_training = model.training
     model.eval()
-    amp = bf16_fast(param.device)
+    amp = amp and bf16_fast(param.device)
     outs = []
     try:
         for i in range(0, x.shape[0], batch_size):
@@ -645,7 +666,11 @@ def predict_volume(
     probs_out = np.empty((img.shape[0], state.num_classes, h, w), dtype=np.float32) if return_probs else None
     for i in range(0, img.shape[0], batch_size):
         probs = predict_slices(
-            model, x[i : i + batch_size], batch_size=batch_size, temperature=state.config.temperature
+            model,
+            x[i : i + batch_size],
+            batch_size=batch_size,
+            temperature=state.config.temperature,
+            amp=state.config.amp,
         )
         full = geometry.probs_to_source(probs)
         labels[i : i + batch_size] = full.argmax(1).to(torch.uint8).cpu().numpy()

@@ -52,27 +52,28 @@ def bound_violation(value: Tensor, bounds: Tensor) -> Tensor:
     return below + above
 
 
-class SizeConstraint(nn.Module):
+class _BoundConstraint(nn.Module):
+    """Penalise ``measure(probs)`` against per-image bounds, ÷ H·W, mean over the batch."""
+
+    measure = staticmethod(soft_size)
+
+    def __init__(self, kind: Penalty, weight: float = 1e-2) -> None:
+        super().__init__()
+        self.kind = Penalty(kind)
+        self.weight = weight
+
+    def forward(self, probs: Tensor, bounds: Tensor, t: Tensor | float = 1.0) -> Tensor:
+        area = probs.shape[2] * probs.shape[3]
+        return self.weight * bound_penalty(self.measure(probs), bounds, self.kind, t).mean() / area
+
+
+class SizeConstraint(_BoundConstraint):
     """Keep every class's soft size inside its per-image bounds ``(B, K, 2)``."""
 
-    def __init__(self, kind: Penalty, weight: float = 1e-2) -> None:
-        super().__init__()
-        self.kind = Penalty(kind)
-        self.weight = weight
-
-    def forward(self, probs: Tensor, bounds: Tensor, t: Tensor | float = 1.0) -> Tensor:
-        area = probs.shape[2] * probs.shape[3]
-        return self.weight * bound_penalty(soft_size(probs), bounds, self.kind, t).mean() / area
+    measure = staticmethod(soft_size)
 
 
-class CentroidConstraint(nn.Module):
+class CentroidConstraint(_BoundConstraint):
     """Keep every class's soft centroid inside its per-image box ``(B, K, 2, 2)``."""
 
-    def __init__(self, kind: Penalty, weight: float = 1e-2) -> None:
-        super().__init__()
-        self.kind = Penalty(kind)
-        self.weight = weight
-
-    def forward(self, probs: Tensor, bounds: Tensor, t: Tensor | float = 1.0) -> Tensor:
-        area = probs.shape[2] * probs.shape[3]
-        return self.weight * bound_penalty(soft_centroid(probs), bounds, self.kind, t).mean() / area
+    measure = staticmethod(soft_centroid)

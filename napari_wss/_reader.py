@@ -3,7 +3,8 @@
 * ``*.nii`` / ``*.nii.gz`` image → an Image layer scaled by the voxel spacing, its affine in
   ``metadata``; a ``_gt`` sibling → a "ground truth" Labels layer, a ``_scribble`` sibling → the
   "scribbles" Labels layer. A label file opened on its own becomes that Labels layer. A 4D file
-  opens its first time frame (with a notification).
+  opens its first time frame (with a notification). A sibling that is damaged or lies on another
+  grid (shape or affine) is left out with an error notification; the image still opens.
 * ``*.png`` → one 2D layer (a file in a ``gt/`` or ``weak/`` folder opens as labels); a list of
   PNG files or a folder of PNGs → a stack; the seed's ``{img,gt,weak}`` folders (with or without
   ``train/``/``val/`` splits) → image, ground truth and scribble stacks.
@@ -153,9 +154,12 @@ def read_nifti_layers(path: Path) -> list[LayerData]:
     for sibling, role in ((gt, _layers.ROLE_GT), (scribble, _layers.ROLE_SCRIBBLES)):
         if sibling is None:
             continue
-        labels = _read_volume(sibling)
-        if labels.shape != volume.shape:
-            _show_error(f"{sibling.name} has shape {labels.shape} but {path.name} has {volume.shape}; not opened.")
+        # A damaged or misaligned sibling is reported and left out; the image still opens.
+        try:
+            labels = _read_volume(sibling)
+            io.check_same_grid(volume, labels, role)
+        except InputError as exc:
+            _show_error(f"{exc} {sibling.name} was not opened.")
             continue
         layers.append(_nifti_labels(labels, role, source=str(path)))
     return layers

@@ -62,6 +62,12 @@ def as_volume(data: Any, what: str) -> np.ndarray:
     arr = np.asarray(data)
     if arr.ndim == 2:
         return arr[None]
+    if arr.ndim == 4:
+        raise InputError(
+            f"{what} must be a 2D image or a 3D (Z, Y, X) volume, got 4 dimensions {arr.shape}: for a cine "
+            "sequence pick one time frame (right-click the layer > Split Stack, or open the file with napari-wss, "
+            "which opens its first frame)"
+        )
     if arr.ndim != 3:
         raise InputError(f"{what} must be a 2D image or a 3D (Z, Y, X) volume, got {arr.ndim} dimensions {arr.shape}")
     return arr
@@ -75,12 +81,18 @@ def check_inputs(
     *,
     image_name: str = "image",
     scribble_name: str = "scribbles",
+    image_affine: Any = None,
+    scribble_affine: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate what the user picked; return ``(image, scribbles)`` as ``(Z, Y, X)``.
 
+    ``image_affine`` / ``scribble_affine`` are the layers' NIfTI affines (``metadata["affine"]``)
+    when they came from files; scribbles from a file on another grid are refused.
+
     Raises:
-        InputError: no image, no scribble layer, shapes that differ, nothing painted, values beyond
-            the class table, a class with neither scribbles nor bounds, bounds that do not fit.
+        InputError: no image, no scribble layer, shapes or grids that differ, nothing painted,
+            values beyond the class table, a class with neither scribbles nor bounds, bounds that
+            do not fit.
     """
     if image is None:
         raise InputError("no image is chosen: open an image (File > Open) and pick it in 'Image'")
@@ -97,13 +109,26 @@ def check_inputs(
             f"scribble layer '{scribble_name}' has shape {scr.shape} but image '{image_name}' has shape "
             f"{img.shape}: press 'New scribble layer' to make one that fits"
         )
+    if image_affine is not None and scribble_affine is not None:
+        from napari_wss.io import affines_match
+
+        if not affines_match(image_affine, scribble_affine):
+            raise InputError(
+                f"scribble layer '{scribble_name}' was read from a file on another grid than image '{image_name}' "
+                "(their affines differ): resample it onto the image, or press 'New scribble layer'"
+            )
     k = len(priors)
     if scr.dtype.kind not in "iub":
         raise InputError(f"scribble layer '{scribble_name}' must hold whole numbers, got dtype {scr.dtype}")
-    counts = np.bincount(scr.reshape(-1).astype(np.int64).clip(0), minlength=k + 1)
+    if scr.size and scr.min() < 0:
+        raise InputError(
+            f"scribble layer '{scribble_name}' holds negative labels (down to {int(scr.min())}): erase them; "
+            "0 = not annotated, label c + 1 paints class c"
+        )
+    counts = np.bincount(scr.reshape(-1).astype(np.int64), minlength=k + 1)
     if counts[1:].sum() == 0:
         raise InputError(f"no scribbles are painted on '{scribble_name}': paint a few strokes of each class first")
-    if scr.min() < 0 or len(counts) > k + 1:
+    if len(counts) > k + 1:
         raise InputError(
             f"scribble layer '{scribble_name}' uses label {len(counts) - 1} but only {k} classes are defined "
             f"(label c + 1 paints class c): add classes or erase those strokes"

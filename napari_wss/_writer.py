@@ -2,7 +2,8 @@
 
 The NIfTI writer takes the affine and spacing from the layer's ``metadata`` (set by the reader and
 copied by the widget onto the prediction layer); without them it builds a diagonal affine from the
-layer's ``scale``. It never writes over the image the labels were drawn on (``source_path``).
+layer's ``scale``. It never writes over the image the labels were drawn on (``source_path``), and
+a prediction never over that image's ``_gt`` / ``_scribble`` files.
 Replacing any other existing file is allowed: napari's save dialog has already asked.
 
 Problems become an error notification and an empty list (nothing written), never a traceback.
@@ -64,6 +65,7 @@ def write_labels_nifti(path: str, data: Any, meta: dict) -> list[str]:
             target = target.with_name(target.name + ".nii.gz")
         arr = np.asarray(data)
         spacing = _spacing(meta, arr.ndim)
+        _refuse_user_labels(target, meta)
         written = io.write_nifti(
             target,
             arr,
@@ -76,6 +78,25 @@ def write_labels_nifti(path: str, data: Any, meta: dict) -> list[str]:
         _notify(str(exc))
         return []
     return [str(written)]
+
+
+def _refuse_user_labels(target: Path, meta: Mapping[str, Any]) -> None:
+    """A prediction is never written over the scribbles or ground truth beside its image.
+
+    (Saving the scribble layer itself to its own file stays allowed: that is the user editing it.)
+    """
+    from napari_wss import _layers, io
+
+    md = _metadata(meta)
+    source = md.get("source_path")
+    if source is None or _layers.role_of(md) != _layers.ROLE_PREDICTION:
+        return
+    for sibling in io.acdc_siblings(source):
+        if sibling is not None and sibling.resolve() == target.resolve():
+            raise InputError(
+                f"Refusing to write the prediction over {sibling.name}, the ground truth or scribbles of "
+                f"{Path(source).name}; choose another file name."
+            )
 
 
 def write_labels_png(path: str, data: Any, meta: dict) -> list[str]:

@@ -17,6 +17,7 @@ A class may have neither (then only its scribbles teach it).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
@@ -50,7 +51,12 @@ class Mode(str, Enum):
 
 
 def _check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
-    ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a number, got {value!r}")
+    try:
+        ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
+    except OverflowError:  # an integer beyond float range
+        ok = False
     if not ok:
         left = "(" if lo_open else "["
         raise InputError(f"{name} must be in {left}{lo:g}, {hi:g}], got {value!r}")
@@ -59,7 +65,7 @@ def _check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool
 def _pair(name: str, value: Any) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{name} must be a pair (lower, upper), got {value!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise InputError(f"{name} must be finite numbers, got ({lo}, {hi})")
@@ -120,7 +126,10 @@ class ClassPrior:
         color: str | None = None,
     ) -> ClassPrior:
         """Build a prior from an area range in mm² and the in-plane spacing (dy, dx) in mm."""
-        dy, dx = (float(s) for s in spacing_yx)
+        try:
+            dy, dx = (float(s) for s in spacing_yx)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"pixel spacing must be two numbers (dy, dx) in mm, got {spacing_yx!r}") from None
         if not (dy > 0 and dx > 0 and math.isfinite(dy * dx)):
             raise InputError(f"pixel spacing must be positive, got ({dy}, {dx}) mm")
         size = None
@@ -237,7 +246,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-        if not isinstance(self.width, int) or not 2 <= self.width <= 256:
+        if not isinstance(self.width, int) or isinstance(self.width, bool) or not 2 <= self.width <= 256:
             raise InputError(f"width must be an integer in [2, 256], got {self.width!r}")
         multiple = 2**self.depth
         if not isinstance(self.size, int) or self.size < multiple or self.size > 4096:
@@ -258,14 +267,18 @@ class TrainConfig:
         _check_range("t_growth", self.t_growth, 1.0, 10.0)
         _check_range("t_max", self.t_max, self.t0, 1e9)
         _check_range("temperature", self.temperature, 0.0, 100.0, lo_open=True)
-        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
+        if self.steps_per_epoch is not None and (
+            not isinstance(self.steps_per_epoch, int)
+            or isinstance(self.steps_per_epoch, bool)
+            or self.steps_per_epoch < 1
+        ):
             raise InputError(f"steps_per_epoch must be a positive integer or None, got {self.steps_per_epoch!r}")
-        if not isinstance(self.preview_every, int) or self.preview_every < 0:
+        if not isinstance(self.preview_every, int) or isinstance(self.preview_every, bool) or self.preview_every < 0:
             raise InputError(f"preview_every must be an integer >= 0, got {self.preview_every!r}")
         for name in ("augment", "amp", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.seed, int):
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise InputError(f"seed must be an integer, got {self.seed!r}")
         dev = str(self.device)
         if not (dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:")):

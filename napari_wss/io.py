@@ -38,6 +38,8 @@ __all__ = [
     "PngSample",
     "Volume",
     "acdc_siblings",
+    "affines_match",
+    "check_same_grid",
     "find_acdc_cases",
     "find_png_dataset",
     "is_acdc_label_file",
@@ -171,6 +173,7 @@ def read_nifti(path: str | os.PathLike[str], *, frame: int | None = None) -> Vol
             )
     elif frame is not None:
         raise InputError(f"frame={frame} was given but {path} is {ndim}D, not 4D; leave frame unset.")
+    _check_declared_size(path, img)
 
     try:
         if ndim == 4:
@@ -189,6 +192,78 @@ def read_nifti(path: str | os.PathLike[str], *, frame: int | None = None) -> Vol
     data = np.ascontiguousarray(data.transpose(2, 1, 0))
     affine = np.array(img.affine, dtype=float)
     return Volume(data=data, spacing=_spacing_from_header(img), affine=affine, path=path)
+
+
+AFFINE_TOLERANCE_MM = 1e-3
+"""Affines closer than this (in mm, entry by entry) describe the same grid; float32 headers round
+positions of a few hundred mm at about 1e-5 mm."""
+
+
+def affines_match(a: np.ndarray, b: np.ndarray, *, tol: float = AFFINE_TOLERANCE_MM) -> bool:
+    """Whether two 4 x 4 voxel-to-world matrices put the voxels at the same places."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return a.shape == b.shape == (4, 4) and bool(np.allclose(a, b, rtol=0.0, atol=tol))
+
+
+def check_same_grid(image: Volume, other: Volume, what: str = "labels") -> None:
+    """Raise unless ``other`` (scribbles, labels) lies on ``image``'s voxel grid: same shape and affine.
+
+    A label file of the right shape but another affine is flipped, shifted or resampled relative
+    to the image; training on it would teach the network the wrong pixels, so it is refused.
+
+    Raises:
+        InputError: the shapes or the affines differ.
+    """
+    name = other.path.name if other.path is not None else what
+    image_name = image.path.name if image.path is not None else "the image"
+    if other.shape != image.shape:
+        raise InputError(f"{what} {name} has shape {other.shape} but the image {image_name} has shape {image.shape}.")
+    if not affines_match(image.affine, other.affine):
+        moved = float(np.abs(np.asarray(image.affine) - np.asarray(other.affine)).max())
+        raise InputError(
+            f"{what} {name} lies on another grid than the image {image_name} (their affines differ by up to "
+            f"{moved:.3g}); resample it onto the image or save it with the image's header."
+        )
+
+
+_DEFLATE_MAX_RATIO = 1100
+"""deflate (gzip) cannot compress better than about 1032 : 1, so a .nii.gz whose header declares
+more voxel bytes than this many times its own size is damaged: refuse it before allocating."""
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_declared_size(path: Path, img: nib.spatialimages.SpatialImage) -> None:
+    """Refuse a header whose voxels cannot be in the file, before nibabel allocates room for them.
+
+    A damaged header can declare a volume of many gigabytes; nibabel would allocate all of it
+    and only then find the file short (18 GB and half a minute for a 200-byte file).
+    """
+    try:
+        n_bytes = int(np.prod([int(s) for s in img.shape], dtype=np.float64)) * np.dtype(img.get_data_dtype()).itemsize
+        offset = int(img.header.get_data_offset())
+        size = path.stat().st_size
+    except (*_READ_ERRORS, TypeError, OverflowError) as exc:
+        raise InputError(f"Cannot read {path} as NIfTI ({_reason(exc)}).") from exc
+    compressed = path.name.lower().endswith(".gz")
+    room = size * _DEFLATE_MAX_RATIO if compressed else size - offset
+    if n_bytes > room:
+        held = f"{size} bytes compressed" if compressed else f"{max(size - offset, 0)} bytes of voxels"
+        raise InputError(
+            f"Cannot read the voxels of {path}; the file looks truncated or corrupt (its header declares "
+            f"{n_bytes / 2**20:.4g} MiB of voxels, the file holds {held})."
+        )
+    memory = _physical_memory()
+    if memory is not None and n_bytes > memory:
+        raise InputError(
+            f"{path} declares {n_bytes / 2**30:.3g} GiB of voxels, more than this computer's memory "
+            f"({memory / 2**30:.3g} GiB); crop or resample it first."
+        )
 
 
 def _keep_label_dtype(data: np.ndarray, file_dtype: np.dtype) -> np.ndarray:

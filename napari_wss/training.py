@@ -151,12 +151,24 @@ def save_checkpoint(state: TrainState, path: str | os.PathLike[str]) -> Path:
 
     The file is written next to its destination under a temporary name, flushed to disk and then
     renamed over the destination, so a crash mid-write leaves the previous checkpoint intact.
+
+    Raises:
+        InputError: the folder is missing or not writable.
+        TrainingError: the weights are NaN or infinite (the destination is left as it was).
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"cannot save the model: folder {folder} does not exist")
     payload = state.to_dict()
+    if not all(bool(torch.isfinite(v).all()) for v in payload["model"].values() if v.is_floating_point()):
+        # A step whose gradients overflowed leaves NaN weights while its loss was still finite;
+        # writing them would replace the last good model with a useless one.
+        raise TrainingError(
+            f"the model's weights became NaN or infinite by step {state.step}: not saved, so {path.name} keeps the "
+            f"last good model; lower the learning rate (now {state.config.lr:g}) or the penalty weights, and check "
+            "the bounds"
+        )
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:

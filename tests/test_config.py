@@ -103,3 +103,45 @@ def test_class_prior_either_valid_or_input_error(lo, hi, r0, r1) -> None:  # typ
         return
     assert p.size is not None and 0 <= p.size[0] <= p.size[1] and math.isfinite(p.size[1])
     assert p.centroid is not None and p.centroid[0][0] <= p.centroid[0][1]
+
+
+# Anything a file, a form or a script could hand over: numbers of every kind, text, None, containers.
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**400), 10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.one_of(st.floats(), st.integers(-5, 5), st.text(max_size=2)), max_size=3),
+    st.tuples(st.floats(), st.floats()),
+    st.tuples(st.tuples(st.floats(), st.floats()), st.tuples(st.integers(-(10**400), 10**400), st.floats())),
+)
+CONFIG_FIELDS = [f.name for f in __import__("dataclasses").fields(TrainConfig) if f.name != "extra"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(CONFIG_FIELDS), anything, min_size=1, max_size=4))
+def test_train_config_any_field_any_value_is_valid_or_input_error(changes: dict) -> None:
+    try:
+        c = TrainConfig(**changes)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert TrainConfig.from_dict(c.to_dict()) == c  # what is accepted also survives a checkpoint
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=anything, size=anything, centroid=anything, spacing=anything, from_mm2=st.booleans())
+def test_class_prior_any_value_is_valid_or_input_error(name, size, centroid, spacing, from_mm2) -> None:  # type: ignore[no-untyped-def]
+    try:
+        p = ClassPrior.from_mm2(name, size, spacing, centroid) if from_mm2 else ClassPrior(name, size, centroid)
+        p.check_fits((64, 48))
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(p.name, str) and p.name.strip()
+    if p.size is not None:
+        assert 0 <= p.size[0] <= p.size[1] and math.isfinite(p.size[1])
+    if p.centroid is not None:
+        assert all(lo <= hi and math.isfinite(lo + hi) for lo, hi in p.centroid)
+    assert ClassPrior.from_dict(p.to_dict()) == p

@@ -87,6 +87,9 @@ class LivePlot(QWidget):
             self._steps = self._steps[::2]
             self._parts = {k: v[::2] for k, v in self._parts.items()}
             self._cent = self._cent[::2]
+        if len(self._dice_steps) > _MAX_POINTS:  # previews arrive on a clock: bound them as well
+            self._dice_steps = self._dice_steps[::2]
+            self._dice = self._dice[::2]
 
     # ---------------------------------------------------------------- painting
     def paintEvent(self, _event: object) -> None:

@@ -14,9 +14,10 @@ instead of closing it: ``train``'s ``finally`` would then run whenever it is gar
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from qtpy.QtCore import QObject, QTimer, Signal
@@ -93,14 +94,12 @@ class TrainingRunner(QObject):
         self._control = control or _session.RunControl()
         self._state = None
         self._version = 0
-        worker = create_worker(
-            _session.run_training,
-            job,
-            state,
-            self._control,
-            _start_thread=False,
-            _connect={"errored": self._on_error},
-        )
+        gen = _session.run_training(job, state, self._control)
+        worker = create_worker(_drive, gen, _start_thread=False, _connect={"errored": self._on_error})
+        # Closing the viewer quits every worker: superqt then drops the generator without closing
+        # it, and train's finally (weights to the CPU, GPU memory and torch threads given back)
+        # would wait for the garbage collector. Close it ourselves; it is suspended by then.
+        worker.aborted.connect(functools.partial(_close_generator, gen))
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.finished.connect(self._on_finished)
@@ -177,6 +176,18 @@ class TrainingRunner(QObject):
         self._worker = None
         state, self._state = self._state, None
         self.ended.emit(state)
+
+
+def _drive(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """The worker's generator function: runs ``gen``, forwarding what is sent in and its result."""
+    return (yield from gen)
+
+
+def _close_generator(gen: Generator[Any, Any, Any]) -> None:
+    try:
+        gen.close()
+    except Exception:  # the worker is gone already; keep the reason in the log
+        log.exception("closing the aborted training generator failed")
 
 
 def _pause_activity_spinner() -> None:

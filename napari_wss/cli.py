@@ -2,6 +2,7 @@
 
     napari-wss make-samples [DIR]
     napari-wss train --image IMG [--scribbles S] [--labels GT] --out model.pt [...]
+    torchrun --nproc_per_node N -m napari_wss.cli train ...   (data-parallel, see distributed.py)
     napari-wss predict --model model.pt --image IMG --out labels.nii.gz
     napari-wss evaluate --pred P --ref GT [--csv scores.csv]
     napari-wss reproduce {toy,toy2,acdc} [...]
@@ -110,9 +111,15 @@ def _png_affine(spacing: tuple[float, float, float]) -> np.ndarray:
 
 
 def load_image(
-    path: str | os.PathLike[str], *, what: str = "image", spacing: tuple[float, float] | None = None
+    path: str | os.PathLike[str],
+    *,
+    what: str = "image",
+    spacing: tuple[float, float] | None = None,
+    frame: int | None = None,
 ) -> Loaded:
     """Read a NIfTI file, a PNG file, a folder of PNGs or the seed's PNG layout (``img/ gt/ weak/``).
+
+    ``frame`` picks the time frame of a 4D NIfTI file (``--frame``); a 4D file without it is refused.
 
     Raises:
         InputError: missing path, an unsupported file, or a folder that is none of the above.
@@ -126,8 +133,13 @@ def load_image(
         raise InputError(f"{what} not found: {p}")
     if p.is_file():
         if _is_nifti(p):
-            vol = io.read_nifti(p)
+            try:
+                vol = io.read_nifti(p, frame=frame)
+            except InputError as exc:  # the core names its keyword argument; the user types --frame
+                raise InputError(str(exc).replace("frame=", "--frame ")) from exc
             return Loaded(vol.data, vol.spacing, vol.affine, "nifti", p)
+        if frame is not None:
+            raise InputError(f"--frame {frame} was given but {what} {p} is not a 4D NIfTI file; leave --frame out")
         if p.suffix.lower() == ".png":
             return Loaded(io.read_png(p)[None], png_spacing, _png_affine(png_spacing), "png", p)
         raise InputError(f"{what} {p} is not a NIfTI (.nii, .nii.gz) or PNG file")
@@ -175,6 +187,14 @@ def load_map(path: str | os.PathLike[str], image: Loaded, *, what: str) -> np.nd
         )
     if m.kind == "pngdir" and image.kind == "pngdir" and m.names != image.names:
         raise InputError(f"{what} folder {m.path} does not hold the same file names as the image folder {image.path}")
+    if m.kind == "nifti" and image.kind == "nifti":
+        from napari_wss import io
+
+        io.check_same_grid(
+            io.Volume(image.data, image.spacing, image.affine, image.path),
+            io.Volume(m.data, m.spacing, m.affine, m.path),
+            what,
+        )
     if m.data.dtype.kind == "f" and not np.all(np.isfinite(m.data)):
         raise InputError(f"{what} {m.path.name} contains NaN or infinite values")
     return m.data
@@ -301,7 +321,7 @@ def _train_volumes(args: argparse.Namespace, need_scribbles: bool) -> list[_Trai
         if given and len(given) != len(args.image):
             raise InputError(f"{len(args.image)} images but {len(given)} --{flag} files; give one per image")
     for i, path in enumerate(args.image):
-        img = load_image(path, spacing=args.spacing)
+        img = load_image(path, spacing=args.spacing, frame=args.frame)
         scr = lab = None
         if args.scribbles:
             scr = load_map(args.scribbles[i], img, what="scribbles")
@@ -355,10 +375,22 @@ def _volume_bounds(
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train on one device; under torchrun with several processes, data-parallel (DDP)."""
+    from napari_wss import distributed
+
+    if args.sync_bn and distributed.launched() is None:
+        log.warning("--sync-bn only applies to several processes started by torchrun; ignored")
+    return distributed.run_if_launched(
+        lambda ctx: _train(args, ctx), args.device, sync_bn=args.sync_bn, timeout_s=args.dist_timeout
+    )
+
+
+def _train(args: argparse.Namespace, ctx: Any) -> int:
+    """The train command in one process; ``ctx`` is its DistContext under torchrun, else None."""
     from napari_wss import experiments
     from napari_wss.config import Mode, TrainConfig
     from napari_wss.data import SliceDataset, check_labels, prepare_volume
-    from napari_wss.training import TrainState, load_checkpoint, train
+    from napari_wss.training import TrainState, _check_supervision, load_checkpoint, train
 
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -371,6 +403,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     for v in vols:
         if out.resolve() == v.image.path.resolve():
             raise InputError(f"--out {out} is the training image; choose another file name")
+        inputs = [Path(p) for p in (*(args.scribbles or ()), *(args.labels or ()))]
+        if v.image.kind == "nifti":
+            from napari_wss import io
+
+            inputs += [p for p in io.acdc_siblings(v.image.path) if p is not None]
+        for given in inputs:
+            if out.resolve() == given.resolve():
+                raise InputError(f"--out {out} is an input file ({given.name}); choose another name such as model.pt")
         if need_scribbles and v.scribbles is None:
             raise InputError(f"mode '{mode.value}' needs scribbles for {v.name}: give --scribbles")
         if mode == Mode.FULL and v.labels is None:
@@ -382,6 +422,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             k_seen = max(k_seen, int(v.scribbles.max()))
         if v.labels is not None and v.labels.size:
             k_seen = max(k_seen, int(v.labels.max()) + 1)
+    if state is not None and k_seen > state.num_classes:
+        raise InputError(
+            f"the model in {Path(args.resume).name} segments {state.num_classes} classes "
+            f"({', '.join(state.class_names)}) but the scribbles/labels use {k_seen}; leave out --resume to train a "
+            "new model"
+        )
+    if state is None and not args.classes and k_seen > 64:
+        raise InputError(
+            f"the scribbles/labels would make {k_seen} classes; scribbles are 0 = not annotated and c + 1 = class c, "
+            "labels 0..K-1 (a 0/255 mask? divide it by 255; or name the classes with --classes)"
+        )
     names = state.class_names if state is not None else _class_names(args.classes, k_seen)
     if state is not None and args.classes and tuple(n.strip() for n in args.classes.split(",")) != names:
         raise InputError(f"--classes differ from the classes of the model in {args.resume}: {', '.join(names)}")
@@ -416,7 +467,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         size=args.net_size,
         augment=not args.no_augment,
         amp=not args.no_amp,
-        device=args.device,
+        device=args.device if ctx is None else ctx.config_device(args.device),
         seed=args.seed,
         preview_every=args.preview_every,
     )
@@ -439,12 +490,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         parts.append(ds)
     data = SliceDataset.concat(parts)
+    # train() checks this on its first step too; here a refusal comes before any warning, so the
+    # user sees one line.
+    _check_supervision(data, config, names)
+    _check_every_class_taught(vols, names, priors or [], config, bool(args.estimate_bounds_from))
     if mode == Mode.CONSTRAINED and np.all(np.isnan(data.size_bounds)) and np.all(np.isnan(data.centroid_bounds)):
         log.warning("mode 'constrained' without any size or centroid bound trains like 'partial'")
-    _echo(
-        f"training {mode.value} ({config.penalty.value}) on {len(data)} slices of {len(vols)} volume(s), "
-        f"classes: {', '.join(names)}; network {config.size}x{config.size} width {config.width}"
-    )
+    main = ctx is None or ctx.is_main  # under torchrun only process 0 prints, draws bars and saves
+    if main:
+        _echo(
+            f"training {mode.value} ({config.penalty.value}) on {len(data)} slices of {len(vols)} volume(s), "
+            f"classes: {', '.join(names)}; network {config.size}x{config.size} width {config.width}"
+            + ("" if ctx is None else f"; {ctx.world_size} processes x batch {config.batch_size}")
+        )
     if state is None:
         state = TrainState.create(config, names, priors=priors or (), arch=args.arch)
     started = time.perf_counter()
@@ -456,13 +514,35 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint=out,
         checkpoint_every=args.checkpoint_every,
         arch=args.arch,
+        **({} if ctx is None else ctx.train_kwargs()),
     )
-    state = experiments.run_training(gen, config.steps, "train", _progress_factory(args.progress))
+    state = experiments.run_training(gen, config.steps, "train", _progress_factory(args.progress if main else False))
     elapsed = time.perf_counter() - started
+    if not main:
+        return 0
     _echo(f"saved {out} after {state.step} steps in {elapsed:.1f} s")
     if any(v.labels is not None for v in vols):
         _report_training_fit(state, vols, names)
     return 0
+
+
+def _check_every_class_taught(
+    vols: Sequence[_TrainVolume], names: Sequence[str], priors: Sequence[Any], config: Any, estimated: bool
+) -> None:
+    """Refuse a class that is never scribbled and has no bound: nothing would teach it (as the widget)."""
+    if not config.uses_scribbles or estimated:
+        return
+    painted: set[int] = set()
+    for v in vols:
+        if v.scribbles is not None:
+            painted |= {int(x) - 1 for x in np.unique(v.scribbles) if x > 0}
+    for c, name in enumerate(names):
+        bounded = c < len(priors) and (priors[c].size is not None or priors[c].centroid is not None)
+        if c not in painted and not (bounded and config.uses_priors):
+            raise InputError(
+                f"class '{name}' has neither scribbles nor bounds: scribble it, give it --size-mm2, --size-px or "
+                "--centroid (with a penalty), or leave it out of --classes"
+            )
 
 
 def _report_training_fit(state: Any, vols: Sequence[_TrainVolume], names: Sequence[str]) -> None:
@@ -488,10 +568,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_acdc(args, state)
     if not args.image or not args.out:
         raise InputError("predict needs --image IMG and --out OUT (or --acdc ROOT --out DIR)")
-    img = load_image(args.image, spacing=args.spacing)
+    img = load_image(args.image, spacing=args.spacing, frame=args.frame)
     out = Path(args.out)
     if out.resolve() == img.path.resolve():
         raise InputError(f"refusing to write the prediction onto the source image {img.path}; choose another --out")
+    for sibling in io.acdc_siblings(img.path) if img.kind == "nifti" else ():
+        if sibling is not None and out.resolve() == sibling.resolve():
+            raise InputError(
+                f"refusing to write the prediction over {sibling.name}, the image's ground truth or scribbles; "
+                "choose another --out"
+            )
     if img.kind == "pngdir":
         if out.exists() and not out.is_dir():
             raise InputError(f"--out {out} must be a folder for a folder of PNG images")
@@ -898,6 +984,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="pixel spacing in mm for PNG input (default 1 1)",
     )
+    d.add_argument(
+        "--frame", type=int, default=None, metavar="T", help="time frame of a 4D (cine) NIfTI image, 0-based"
+    )
     d.add_argument("--classes", help="comma-separated class names, background first (default from the data)")
     b = p.add_argument_group("supervision and priors")
     b.add_argument("--mode", default="constrained", choices=["full", "partial", "constrained", "priors"])
@@ -931,6 +1020,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preview-every", type=int, default=0, help=argparse.SUPPRESS)
     g.add_argument("--resume", metavar="MODEL", help="continue training from a model file")
     g.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps (default: at the end)")
+    g.add_argument(
+        "--sync-bn", action="store_true", help="under torchrun on GPUs: batch-norm statistics over all processes"
+    )
+    g.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="under torchrun: seconds a process waits for the others before giving up (default 600)",
+    )
     _add_run_flags(g)
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write (atomically)")
     p.set_defaults(func=cmd_train)
@@ -938,6 +1037,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "predict", help="segment an image with a trained model")
     p.add_argument("--model", required=True)
     p.add_argument("--image", help="NIfTI, PNG or a folder of PNGs")
+    p.add_argument("--frame", type=int, default=None, metavar="T", help="time frame of a 4D NIfTI image, 0-based")
     p.add_argument("--acdc", metavar="ROOT", help="predict every ACDC frame of --patients into the --out folder")
     p.add_argument("--patients", default="81-100", help="ACDC patients (default 81-100)")
     p.add_argument("--out", help="labels file (.nii.gz / .png), or a folder for PNG folders and --acdc")

@@ -9,6 +9,8 @@ OUT=${OUT:-/tmp/wss-out}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-800}
 BUDGET=${BUDGET:-560}
+PARTS=${PARTS:-"throughput interactive quality"}  # which parts to run
+has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 end=$(( $(date +%s) + BUDGET ))
@@ -16,14 +18,11 @@ cd benchmarks
 log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
   python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"; } | tee -a "$OUT/log.txt"
-log throughput
-timeout 90 python3 throughput.py --device "$DEVICE" --batch "${TP_BATCH:-64}" --steps "${TP_STEPS:-40}" \
+has throughput && log throughput && timeout "${TP_TIMEOUT:-90}" python3 throughput.py ${TP_FLAGS:-} --device "$DEVICE" --batch "${TP_BATCH:-64}" --steps "${TP_STEPS:-40}" \
   --baseline-steps "${TP_STEPS:-30}" --size "${TP_SIZE:-256}" 2>&1 | tee -a "$OUT/throughput.txt"
-log interactive
-timeout 100 python3 interactive.py --source pack --device "$DEVICE" --volumes "${IVOLS:-3}" --budgets "${IBUDGETS:-5,15}" \
+has interactive && log interactive && timeout 100 python3 interactive.py --source pack --device "$DEVICE" --volumes "${IVOLS:-3}" --budgets "${IBUDGETS:-5,15}" \
   --size "${ISIZE:-256}" --width 16 --batch 16 2>&1 | tee -a "$OUT/interactive.txt"
-log quality
-timeout $(( end - $(date +%s) )) python3 acdc_quality.py --folds "${FOLDS:-1,2,3,4,5}" --rows "${ROWS:-full,partial,size+centroid-barrier}" \
+has quality && log quality && timeout $(( end - $(date +%s) )) python3 acdc_quality.py --folds "${FOLDS:-1,2,3,4,5}" --rows "${ROWS:-full,partial,size+centroid-barrier}" \
   --extra-rows "${EXTRA:-size-barrier,size+centroid-quad,size+centroid-barrier+crf,oracle-quad,size-quad}" --extra-folds 1 \
   --device "$DEVICE" --size "${QSIZE:-256}" --width 16 --batch "${QBATCH:-32}" --steps "$STEPS" --workers "${WORKERS:-12}" \
   --deadline "$end" --out "$OUT/quality.jsonl" 2>&1 | tee -a "$OUT/quality.txt"

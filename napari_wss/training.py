@@ -443,6 +443,7 @@ def train(
     preview = np.asarray(preview_index if preview_index is not None else _default_preview(len(data)))
     preview_images = torch.from_numpy(data.images[preview]).to(device)
     preview_labels = None if data.labels is None else data.labels[preview]
+    calibration = torch.from_numpy(data.images[_default_preview(len(data), CALIBRATION_SLICES)]).to(device)
     t_tensor = torch.tensor(state.t, device=device)
     started = time.perf_counter()
     last = started
@@ -502,6 +503,7 @@ def train(
             event = _with_rate(event, global_batch / max(now - last, 1e-9))
             last = now
             if is_main and config.preview_every and (state.step % config.preview_every == 0 or state.step == stop_at):
+                calibrate_batchnorm(model, calibration, amp=config.amp)
                 labels = predict_slices(
                     model, preview_images, batch_size=max(config.batch_size, 8), amp=config.amp
                 ).argmax(1)
@@ -516,13 +518,20 @@ def train(
                 slices.set_bounds(update.size_bounds, update.centroid_bounds)
                 data.size_bounds = np.asarray(update.size_bounds, dtype=np.float32)
                 data.centroid_bounds = np.asarray(update.centroid_bounds, dtype=np.float32)
+        calibrate_batchnorm(model, calibration, amp=config.amp)
         state.optimizer_state = optimizer.state_dict()
         if is_main and checkpoint is not None:
             save_checkpoint(state, checkpoint)
+    except (GeneratorExit, KeyboardInterrupt):
+        # Stopped by the caller (the widget's Stop, Ctrl-C): what it keeps should predict as well
+        # as the network can, so the statistics are brought up to date before handing it back.
+        with contextlib.suppress(Exception):
+            calibrate_batchnorm(model, calibration, amp=config.amp)
+        raise
     finally:
         state.optimizer_state = _cpu_state(optimizer.state_dict())
         state.model = model.to("cpu").to(memory_format=torch.contiguous_format)
-        del optimizer, slices, preview_images
+        del optimizer, slices, preview_images, calibration
         release_memory()
     return state
 
@@ -603,6 +612,49 @@ def _with_preview(event: TrainEvent, preview: np.ndarray, index: np.ndarray, dic
 
 # --------------------------------------------------------------------------------------------
 # Prediction
+
+
+CALIBRATION_SLICES = 64  # batch-norm statistics are re-estimated on at most this many slices
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, images: Tensor | np.ndarray, *, amp: bool = True) -> None:
+    """Set every batch-norm layer's running statistics to those of ``images`` (``(N, S, S)``).
+
+    During training batch norm normalises with each small batch's statistics and keeps running
+    averages (momentum 0.1) for prediction. While the weights still change fast — the first
+    minutes of interactive training — those averages lag behind the network, and a prediction
+    with them is worse than the network is ("precise batch norm", Wu & Johnson 2021). One forward
+    pass over the unaugmented slices in training mode, with cumulative averaging, replaces them
+    by the current network's statistics on the data it segments. Uses no labels; restores the
+    model's mode and momenta. A model without batch norm is left as it is.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    param = next(model.parameters())
+    x = torch.as_tensor(images, dtype=torch.float32).to(param.device)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if x.shape[0] > CALIBRATION_SLICES:
+        x = x[_default_preview(x.shape[0], CALIBRATION_SLICES)]
+    amp = amp and bf16_fast(param.device)
+    if amp:
+        x = x.contiguous(memory_format=torch.channels_last)
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        model.train()
+        for i in range(0, x.shape[0], 16):
+            with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=amp):
+                model(x[i : i + 16])
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
 
 
 @torch.no_grad()

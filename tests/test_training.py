@@ -18,6 +18,7 @@ from napari_wss.training import (
     Objective,
     TrainingError,
     TrainState,
+    calibrate_batchnorm,
     load_checkpoint,
     predict_slices,
     predict_volume,
@@ -226,3 +227,64 @@ def test_unet_pads_odd_sizes_and_rejects_tiny_inputs() -> None:
     assert net(torch.zeros(1, 1, 27, 19)).shape == (1, 3, 27, 19)
     with pytest.raises(InputError, match="smaller than this network's minimum of 8x8"):
         net(torch.zeros(1, 1, 6, 30))
+
+
+def _bn_input_stats(model: torch.nn.Module, images: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Mean and unbiased variance of every batch-norm layer's input in a training-mode pass."""
+    stats: dict[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def hook(m: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        x = args[0].float()
+        stats[m] = (x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=True))
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    handles = [m.register_forward_pre_hook(hook) for m in norms]
+    saved = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+    was = model.training
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(images).unsqueeze(1))
+    model.train(was)
+    for h in handles:
+        h.remove()
+    for m, (mean, var) in zip(norms, saved):  # the pass above moved them; put them back
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+    return [stats[m] for m in norms]
+
+
+def _running_stats(model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(m.running_mean, m.running_var) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def test_calibrated_batchnorm_predicts_with_the_data_statistics() -> None:
+    (ds, _), _ = _phantom_data()
+    model = ResidualUNet(1, 4, width=8, depth=3).eval()
+    with torch.no_grad():  # weights changed since the running averages were taken
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    images = ds.images[:4]
+    wanted = _bn_input_stats(model, images)
+    assert not all(torch.allclose(m, w, atol=1e-3) for (m, _), (w, _) in zip(_running_stats(model), wanted))
+    momenta = [m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    calibrate_batchnorm(model, images, amp=False)
+    for (mean, var), (want_mean, want_var) in zip(_running_stats(model), wanted):
+        torch.testing.assert_close(mean, want_mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(var, want_var, rtol=1e-4, atol=1e-5)
+    assert not model.training
+    assert [m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)] == momenta
+
+
+def test_training_hands_back_calibrated_statistics_when_finished_or_stopped() -> None:
+    (ds, _), _ = _phantom_data()
+    cfg = TrainConfig(steps=6, lr=3e-2, amp=False, **SMALL)
+    finished = _run(train(ds, cfg, class_names=("bg", "RV", "Myo", "LV")))
+    state = TrainState.create(cfg, ("bg", "RV", "Myo", "LV"))
+    gen = train(ds, cfg, state=state)
+    for _ in itertools.islice(gen, 3):
+        pass
+    gen.close()
+    for st in (finished, state):
+        for (mean, var), (want_mean, want_var) in zip(_running_stats(st.model), _bn_input_stats(st.model, ds.images)):
+            torch.testing.assert_close(mean, want_mean, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(var, want_var, rtol=1e-4, atol=1e-5)

@@ -63,6 +63,7 @@ class SettingsForm(QWidget):
         self.width = _spin(d.width, 2, 256, 2, "Channels of the U-Net's first stage (8-16 on a CPU, 32 on a GPU)")
         self.size = _spin(96, 16, 1024, 16, "Slices are resized to size x size for the network (a multiple of 16)")
         self.crop = QCheckBox("crop to the scribbled region")
+        self.crop.setChecked(True)  # measured: finer and faster on ACDC (benchmarks/interactive.py)
         self.crop.setToolTip("Train on a square around the foreground scribbles: faster, finer for small hearts")
         self.device = QComboBox()
         self.device.addItems(DEVICES)

@@ -467,6 +467,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> int:
         size=args.net_size,
         augment=not args.no_augment,
         amp=not args.no_amp,
+        compile=args.compile,
         device=args.device if ctx is None else ctx.config_device(args.device),
         seed=args.seed,
         preview_every=args.preview_every,
@@ -1016,6 +1017,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity jitter")
     g.add_argument(
         "--no-amp", action="store_true", help="no bf16 autocast (used on CUDA and on CPUs with AMX by default)"
+    )
+    g.add_argument(
+        "--compile", action="store_true", help="torch.compile the network on CUDA (faster after a minute's warm-up)"
     )
     g.add_argument("--preview-every", type=int, default=0, help=argparse.SUPPRESS)
     g.add_argument("--resume", metavar="MODEL", help="continue training from a model file")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from acdc_pack import (
     DEFAULT_PACK,
     K,
@@ -34,6 +33,7 @@ from acdc_pack import (
     score_all,
     user_bounds,
 )
+
 from napari_wss.config import TrainConfig
 from napari_wss.data import bounds_from_labels
 from napari_wss.training import train

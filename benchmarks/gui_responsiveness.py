@@ -44,21 +44,15 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of text")
     args = parser.parse_args()
 
-    import napari
     from qtpy.QtCore import Qt, QTimer
     from qtpy.QtWidgets import QApplication
 
     from napari_wss import _demo
 
-    viewer = napari.Viewer(title="napari-wss responsiveness benchmark")
     width, height = (int(v) for v in args.window.lower().split("x"))
-    viewer.window._qt_window.resize(width, height)
-    viewer.open_sample("napari-wss", "phantom")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-wss", "Weakly supervised segmentation")
-    _demo.configure(widget)
-    widget.settings.steps.setValue(args.steps)
-    widget.settings.size.setValue(args.size)
-    widget.settings.width.setValue(args.width)
+    viewer, widget = _demo.bench_viewer(
+        "napari-wss responsiveness benchmark", (width, height), steps=args.steps, size=args.size, width=args.width
+    )
     app = QApplication.instance()
 
     interval_ms = 10

@@ -99,7 +99,6 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the samples and drifts as JSON")
     args = parser.parse_args()
 
-    import napari
     import torch
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
@@ -107,14 +106,9 @@ def main() -> None:
     from napari_wss import _demo
     from napari_wss._qt.class_table import SIZE_HI
 
-    viewer = napari.Viewer(title="napari-wss soak")
-    viewer.window._qt_window.resize(1600, 1000)
-    viewer.open_sample("napari-wss", "phantom")
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-wss", "Weakly supervised segmentation")
-    _demo.configure(widget)
-    widget.settings.steps.setValue(args.steps)
-    widget.settings.size.setValue(args.size)
-    widget.settings.width.setValue(args.width)
+    viewer, widget = _demo.bench_viewer(
+        "napari-wss soak", (1600, 1000), steps=args.steps, size=args.size, width=args.width
+    )
     widget.settings.device.setCurrentText(args.device)
     widget.torch_threads = args.threads
     app = QApplication.instance()

@@ -34,6 +34,24 @@ def launch(*, block: bool = True, estimate_bounds: bool = True, train: bool = Fa
     return viewer
 
 
+def bench_viewer(title: str, window: tuple[int, int], *, steps: int, size: int, width: int) -> tuple[Any, Any]:
+    """The benchmarks' set-up: a viewer of ``window`` pixels with the phantom and the demo's widget.
+
+    Returns ``(viewer, widget)`` with the demo's settings except ``steps``, ``size`` and ``width``.
+    """
+    import napari
+
+    viewer = napari.Viewer(title=title)
+    viewer.window._qt_window.resize(*window)
+    viewer.open_sample("napari-wss", "phantom")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-wss", "Weakly supervised segmentation")
+    configure(widget)
+    widget.settings.steps.setValue(steps)
+    widget.settings.size.setValue(size)
+    widget.settings.width.setValue(width)
+    return viewer, widget
+
+
 def configure(widget: Any, *, estimate_bounds: bool = True) -> None:
     """The demo's settings: crop to the scribbles, small network, bounds from the ground truth."""
     s = widget.settings

@@ -21,7 +21,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
+from helpers import assert_one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage import io as skio
@@ -36,12 +36,7 @@ TINY = ["--steps", "2", "--net-size", "32", "--width", "4", "--depth", "2", "--b
 TINY += ["--device", "cpu", "--no-amp", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass
@@ -274,16 +269,6 @@ CLI_ROWS: dict[str, tuple[Callable[[Case], list[str]], tuple[str, ...]]] = {
 }
 
 
-def assert_one_line_error(code: int, err: str, needles: tuple[str, ...]) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1, err
-    assert lines[0].startswith("napari-wss: error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def _digests(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
@@ -295,7 +280,7 @@ def test_cli_refuses_with_one_line(row: str, case: Case, capsys: pytest.CaptureF
     before = _digests(case.dir)
     code = cli.main(argv)
     _out, err = capsys.readouterr()
-    assert_one_line_error(code, err, needles)
+    assert_one_line_error(code, err, *needles)
     after = _digests(case.dir)
     assert {k: v for k, v in after.items() if k in before} == before, "an input file changed"
     assert not set(after) - set(before), f"files appeared: {set(after) - set(before)}"

@@ -5,9 +5,11 @@ foreground scribbles, resizing, model creation all count). We record the time to
 (the first step plus one prediction of the volume's slices) and the 3D Dice of the whole volume,
 predicted on its own grid, after 10, 30 and 60 s of training (evaluation time is excluded from the
 clock). Size ranges come from the other patients' masks (a user's textbook knowledge), absence and
-centroid boxes from the volume's own scribbles.
+centroid boxes from the volume's own scribbles. The defaults are the plugin's (one press of Train);
+a run whose steps end before a budget is scored at its end for that budget.
 
     python benchmarks/interactive.py --volumes 5 --budgets 10,30,60               # CPU, real NIfTI
+    python benchmarks/interactive.py --size 128 --steps 1000000 --lr-schedule constant --no-bn-calibration
     python benchmarks/interactive.py --source pack --device cuda --budgets 5,15   # GPU, packed data
 
 Prints one JSON line per volume and the medians.
@@ -22,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from acdc_pack import DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_pack
+
 from napari_wss.config import ClassPrior, TrainConfig
 from napari_wss.data import bounds_from_priors, crop_around, prepare_volume
 from napari_wss.metrics import score_volume
-from napari_wss.training import TrainState, predict_slices, predict_volume, train
+from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train
 
 NAMES = ("background", "RV", "myocardium", "LV")
 
@@ -47,7 +49,7 @@ def scribble_boxes(scribbles: np.ndarray, margins: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budgets, crop_margin):  # type: ignore[no-untyped-def]
+def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budgets, crop_margin, calibrate=True):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     priors = [ClassPrior("background")] + [
         ClassPrior.from_mm2(NAMES[c], tuple(ranges_mm2[c]), spacing[1:]) for c in range(1, K)
@@ -55,7 +57,7 @@ def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budg
     sizes, _ = bounds_from_priors(priors, image.shape[0], image.shape[1:], scribbles=scribbles)
     cents = scribble_boxes(scribbles, margins_src)
     cents[sizes[..., 1] == 0] = np.nan
-    box = crop_around(scribbles, margin=crop_margin)
+    box = crop_around(scribbles, margin=crop_margin) if crop_margin >= 0 else None
     data, geom = prepare_volume(
         image, num_classes=K, size=cfg.size, scribbles=scribbles, size_bounds=sizes, centroid_bounds=cents, box=box
     )
@@ -66,20 +68,32 @@ def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budg
     dice_at: dict[int, float] = {}
     paused = 0.0
     remaining = sorted(budgets)
+
+    def score() -> float:
+        pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
+        return float(np.nanmean(score_volume(pred, gt, K, spacing).dice[1:]))
+
     for _ in gen:
         if first_preview is None:
+            if calibrate:
+                calibrate_batchnorm(state.model, data.images)  # what the plugin's preview does
             predict_slices(state.model, data.images)  # what the plugin shows first
             first_preview = time.perf_counter() - start
         elapsed = time.perf_counter() - start - paused
         if remaining and elapsed >= remaining[0]:
+            if calibrate:
+                calibrate_batchnorm(state.model, data.images)  # as every preview does; counted in the clock
             t0 = time.perf_counter()
-            pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
-            dice_at[remaining.pop(0)] = float(np.nanmean(score_volume(pred, gt, K, spacing).dice[1:]))
+            dice_at[remaining.pop(0)] = score()
             paused += time.perf_counter() - t0
             if not remaining:
                 gen.close()
                 break
-    return first_preview, dice_at
+    done = time.perf_counter() - start - paused
+    if remaining:  # the run's steps ended before the last budget: the final model counts for the rest
+        final = score()
+        dice_at.update({b: final for b in remaining})
+    return first_preview, dice_at, {"steps": state.step, "train_s": round(done, 1)}
 
 
 def main() -> None:
@@ -88,13 +102,24 @@ def main() -> None:
     ap.add_argument("--pack", type=Path, default=DEFAULT_PACK)
     ap.add_argument("--volumes", type=int, default=5, help="how many test volumes (from patients 81–100)")
     ap.add_argument("--budgets", default="10,30,60")
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--penalty", default="log-barrier")
-    ap.add_argument("--crop-margin", type=float, default=0.35)
+    ap.add_argument("--steps", type=int, default=300, help="steps of one press of Train (the plugin's default)")
+    ap.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"))
+    ap.add_argument("--mode", default="constrained", help="constrained, partial (scribbles only)")
+    ap.add_argument("--crf-weight", type=float, default=0.0)
+    ap.add_argument("--entropy-weight", type=float, default=0.0)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--no-bn-calibration",
+        action="store_true",
+        help="predict mid-run with batch norm's running averages (as before re-estimation was added)",
+    )
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     pack = load_pack(args.pack)
@@ -103,9 +128,13 @@ def main() -> None:
     margins_net = centroid_margins(pack, pack.slices_of(train_vols))
     weights = {"log-barrier": (1.0, 100.0), "quadratic": (1e-2, 20.0), "none": (0.0, 0.0)}[args.penalty]
     cfg = TrainConfig(
-        mode="constrained",
+        mode=args.mode,
         penalty=args.penalty,
-        steps=1_000_000,
+        crf_weight=args.crf_weight,
+        entropy_weight=args.entropy_weight,
+        depth=args.depth,
+        steps=args.steps,
+        lr_schedule=args.lr_schedule,
         batch_size=args.batch,
         lr=args.lr,
         width=args.width,
@@ -129,23 +158,35 @@ def main() -> None:
         else:
             from napari_wss.io import find_acdc_cases, read_nifti
 
-            case = [
+            case = next(
                 c
                 for c in find_acdc_cases(Path(__file__).resolve().parents[2] / "shared/data/acdc")
                 if c.patient_id == pack.patients[v] and c.phase == pack.phases[v]
-            ][0]
+            )
             vol = read_nifti(case.image)
             image, spacing = vol.data, np.array(vol.spacing)
             scribbles = read_nifti(case.scribble).data.astype(np.uint8)
             gt = read_nifti(case.gt).data.astype(np.uint8)
         scale = pack.side / np.array(image.shape[1:])  # network px of the full 256 grid per source px
         margins_src = margins_net / scale.mean()
-        first, dice_at = run_volume(image, scribbles, gt, spacing, ranges, margins_src, cfg, budgets, args.crop_margin)
+        first, dice_at, info = run_volume(
+            image,
+            scribbles,
+            gt,
+            spacing,
+            ranges,
+            margins_src,
+            cfg,
+            budgets,
+            args.crop_margin,
+            calibrate=not args.no_bn_calibration,
+        )
         row = {
             "patient": int(pack.patients[v]),
             "phase": str(pack.phases[v]),
             "first_preview_s": round(first, 2),
             **{f"dice@{b}s": round(d, 4) for b, d in dice_at.items()},
+            **info,
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

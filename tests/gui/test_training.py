@@ -80,7 +80,7 @@ def test_pause_and_resume(make_widget, qtbot) -> None:  # type: ignore[no-untype
 
 
 def test_bounds_edited_mid_training_reach_the_next_step(make_widget, qtbot) -> None:  # type: ignore[no-untyped-def]
-    _viewer, widget = make_widget("toy", steps=5000)  # TOY 256 px → network 64 px: areas ÷ 16
+    _viewer, widget = make_widget("toy", steps=5000, crop=False)  # TOY 256 px → network 64 px: areas ÷ 16
     widget.train()
     with qtbot.waitSignal(widget.runner.progressed, timeout=TIMEOUT) as first:
         pass

@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--penalty-warmup", type=int, default=0, help="steps over which the prior terms grow from 0")
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
@@ -152,6 +153,7 @@ def main() -> None:
         preview_every=0,
         t0=5.0,
         steps_per_epoch=100,
+        penalty_warmup=args.penalty_warmup,
     )
     results: list[dict] = []
     plan = [(int(f), name) for f in args.folds.split(",") for name in args.rows.split(",")]

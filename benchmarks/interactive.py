@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--crf-weight", type=float, default=0.0)
     ap.add_argument("--entropy-weight", type=float, default=0.0)
     ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--penalty-warmup", type=int, default=0, help="steps over which the prior terms grow from 0")
     ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
     ap.add_argument(
@@ -133,6 +134,7 @@ def main() -> None:
         crf_weight=args.crf_weight,
         entropy_weight=args.entropy_weight,
         depth=args.depth,
+        penalty_warmup=args.penalty_warmup,
         steps=args.steps,
         lr_schedule=args.lr_schedule,
         batch_size=args.batch,

@@ -462,6 +462,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> int:
         centroid_weight=args.centroid_weight,
         t0=args.t0,
         temperature=args.temperature,
+        penalty_warmup=args.penalty_warmup,
         width=args.width,
         depth=args.depth,
         size=args.net_size,
@@ -1010,6 +1011,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--centroid-weight", type=float, default=1e-2)
     b.add_argument("--t0", type=float, default=5.0, help="initial log-barrier t (grows 1.1x per epoch)")
     b.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (the seed used 5)")
+    b.add_argument(
+        "--penalty-warmup",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the prior terms grow from 0 to their weights over the model's first N steps (default 0)",
+    )
     _add_training_flags(p, steps=300, width=16, net_size=128, batch=4)
     g = p.add_argument_group("network and run")
     g.add_argument("--depth", type=int, default=4, help="U-Net poolings (default 4)")

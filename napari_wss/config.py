@@ -203,6 +203,9 @@ class TrainConfig:
         compile: ``torch.compile`` the model on CUDA.
         crf_weight: weight of the regularised (CRF-like) loss on unlabelled pixels (0 = off).
         entropy_weight: weight of the prediction-entropy minimisation on unlabelled pixels.
+        penalty_warmup: the prior and regulariser terms (size, centroid, CRF, entropy) grow linearly
+            from 0 to their weights over the model's first this-many steps (a continued model keeps
+            full weights; 0 = full weight from the start).
     """
 
     mode: Mode = Mode.CONSTRAINED
@@ -231,6 +234,7 @@ class TrainConfig:
     compile: bool = False
     crf_weight: float = 0.0
     entropy_weight: float = 0.0
+    penalty_warmup: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -242,7 +246,12 @@ class TrainConfig:
             object.__setattr__(self, "penalty", Penalty(self.penalty))
         except ValueError:
             raise InputError(f"penalty must be one of {[p.value for p in Penalty]}, got {self.penalty!r}") from None
-        for name, lo, hi in (("steps", 1, 10_000_000), ("batch_size", 1, 4096), ("depth", 1, 6)):
+        for name, lo, hi in (
+            ("steps", 1, 10_000_000),
+            ("batch_size", 1, 4096),
+            ("depth", 1, 6),
+            ("penalty_warmup", 0, 10_000_000),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")

@@ -301,8 +301,10 @@ class Objective:
         self.size = SizeConstraint(kind, c.size_weight)
         self.centroid = CentroidConstraint(kind, c.centroid_weight)
 
-    def __call__(self, logits: Tensor, batch: Batch, t: Tensor | float) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        """Returns ``(total, parts, probs)``."""
+    def __call__(
+        self, logits: Tensor, batch: Batch, t: Tensor | float, ramp: float = 1.0
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Returns ``(total, parts, probs)``; ``ramp`` in [0, 1] scales every term but the cross-entropy."""
         c = self.config
         logits = logits.float()
         probs = F.softmax(c.temperature * logits, dim=1)
@@ -328,6 +330,8 @@ class Objective:
                 parts["crf"] = c.crf_weight * gated_crf_energy(probs, batch.images)
             if c.entropy_weight > 0:
                 parts["entropy"] = c.entropy_weight * entropy(probs).mean()
+        if ramp < 1.0:
+            parts = {name: (v if name == "ce" else ramp * v) for name, v in parts.items()}
         total = torch.stack(list(parts.values())).sum() if parts else logits.sum() * 0.0
         return total, parts, probs
 
@@ -464,7 +468,8 @@ def train(
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = step_model(x)
-                loss, parts, probs = objective(logits, batch, t_tensor)
+                ramp = min(1.0, (state.step + 1) / config.penalty_warmup) if config.penalty_warmup else 1.0
+                loss, parts, probs = objective(logits, batch, t_tensor, ramp)
                 loss.backward()
             except torch.cuda.OutOfMemoryError:
                 optimizer.zero_grad(set_to_none=True)

@@ -229,6 +229,8 @@ def test_train_predict_evaluate_round_trip(
         "--centroid",
         "LV=10:40,10:40",
         "--compile",  # CUDA only: on the CPU it is recorded and ignored
+        "--penalty-warmup",
+        "3",
         "--out",
         model,
         *TINY,
@@ -236,7 +238,7 @@ def test_train_predict_evaluate_round_trip(
     assert code == 0, err
     assert model.is_file() and "saved" in out and "Dice on the training volumes" in out
     saved = load_checkpoint(model)
-    assert saved.config.compile is True
+    assert saved.config.compile is True and saved.config.penalty_warmup == 3
     assert saved.class_names == ("background", "RV", "myocardium", "LV")
     assert saved.priors[3].size == pytest.approx((50 / (1.25 * 1.5), 1500 / (1.25 * 1.5)))  # mm² → px
     assert saved.priors[3].centroid == ((10, 40), (10, 40)) and saved.priors[1].size == (0, 400)

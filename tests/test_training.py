@@ -288,3 +288,17 @@ def test_training_hands_back_calibrated_statistics_when_finished_or_stopped() ->
         for (mean, var), (want_mean, want_var) in zip(_running_stats(st.model), _bn_input_stats(st.model, ds.images)):
             torch.testing.assert_close(mean, want_mean, rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(var, want_var, rtol=1e-4, atol=1e-5)
+
+
+def test_penalty_warmup_scales_the_prior_terms_not_the_cross_entropy() -> None:
+    (ds, _), _ = _phantom_data()
+    base = TrainConfig(steps=1, augment=False, amp=False, **SMALL)
+    plain = next(train(ds, base, class_names=("bg", "RV", "Myo", "LV")))
+    warm = next(train(ds, base.with_(penalty_warmup=4), class_names=("bg", "RV", "Myo", "LV")))
+    # Same seed, same first batch and weights: only the prior terms differ, by the ramp 1/4.
+    assert warm.parts["ce"] == pytest.approx(plain.parts["ce"], rel=1e-5)
+    assert plain.parts["size"] > 0
+    assert warm.parts["size"] == pytest.approx(plain.parts["size"] / 4, rel=1e-4)
+    assert warm.parts["centroid"] == pytest.approx(plain.parts["centroid"] / 4, rel=1e-4)
+    with pytest.raises(InputError, match="penalty_warmup"):
+        TrainConfig(penalty_warmup=-1)

@@ -51,6 +51,13 @@ class SettingsForm(QWidget):
         self.t_every = _spin(
             T_EVERY, 1, 100_000, 5, "t grows after this many steps (one 'epoch'; a volume is only a few batches)"
         )
+        self.warmup = _spin(
+            d.penalty_warmup,
+            0,
+            1_000_000,
+            10,
+            "The size, centroid and CRF terms grow from 0 to their weights over the model's first N steps",
+        )
         self.steps = _spin(d.steps, 1, 1_000_000, 50, "Optimisation steps of one press of Train")
         self.lr = FloatField(d.lr, minimum=1e-8, maximum=1.0, factor=10.0, tooltip="Adam learning rate")
         self.lr_schedule = QComboBox()
@@ -75,6 +82,7 @@ class SettingsForm(QWidget):
             ("t0", self.t0),
             ("t growth", self.t_growth),
             ("t grows every (steps)", self.t_every),
+            ("Penalty warm-up (steps)", self.warmup),
             ("Steps", self.steps),
             ("Learning rate", self.lr),
             ("LR schedule", self.lr_schedule),
@@ -110,6 +118,7 @@ class SettingsForm(QWidget):
             "t0": self.t0.value(),
             "t_growth": self.t_growth.value(),
             "steps_per_epoch": self.t_every.value(),
+            "penalty_warmup": self.warmup.value(),
             "lr_schedule": self.lr_schedule.currentText(),
             "steps": self.steps.value(),
             "lr": self.lr.value(),
@@ -132,6 +141,7 @@ class SettingsForm(QWidget):
         self.lr_schedule.setCurrentText(config.lr_schedule)
         if config.steps_per_epoch is not None:
             self.t_every.setValue(config.steps_per_epoch)
+        self.warmup.setValue(config.penalty_warmup)
         self.batch_size.setValue(config.batch_size)
         self.width.setValue(config.width)
         self.size.setValue(config.size)

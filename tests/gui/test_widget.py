@@ -137,3 +137,14 @@ def test_demo_opens_the_phantom_with_the_widget_docked(make_napari_viewer, monke
     widget = widgets[0]
     assert widget.image_layer() is viewer.layers["cardiac phantom"]
     assert widget.settings.crop.isChecked() and widget.table.size_bounds(3) is not None
+
+
+def test_penalty_warmup_setting_reaches_the_config_and_comes_back(make_widget) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget()
+    settings = widget.settings
+    settings.warmup.setValue(120)
+    config = settings.config()
+    assert config.penalty_warmup == 120
+    settings.warmup.setValue(0)
+    settings.set_config(config)  # what Load model… does
+    assert settings.warmup.value() == 120

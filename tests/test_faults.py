@@ -67,8 +67,8 @@ def _objective_failing_at(monkeypatch: pytest.MonkeyPatch, call: int, how: str) 
     real = Objective.__call__
     calls = itertools.count(1)
 
-    def patched(self, logits, batch, t):  # type: ignore[no-untyped-def]
-        total, parts, probs = real(self, logits, batch, t)
+    def patched(self, logits, batch, t, *rest):  # type: ignore[no-untyped-def]
+        total, parts, probs = real(self, logits, batch, t, *rest)
         if next(calls) >= call:
             total = _NanGradient.apply(total) if how == "nan-gradient" else total * float(how)
         return total, parts, probs

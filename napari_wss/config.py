@@ -62,6 +62,14 @@ def _check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool
         raise InputError(f"{name} must be in {left}{lo:g}, {hi:g}], got {value!r}")
 
 
+def _check_class_name(name: Any) -> None:
+    """A class name is one line of printable text: it appears in messages, tables and CSV headers."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"class name must be a non-empty string, got {name!r}")
+    if not name.isprintable():
+        raise InputError(f"class name must be one line of printable characters, got {name!r}")
+
+
 def _pair(name: str, value: Any) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
@@ -92,8 +100,7 @@ class ClassPrior:
     color: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise InputError(f"class name must be a non-empty string, got {self.name!r}")
+        _check_class_name(self.name)
         if self.size is not None:
             lo, hi = _pair(f"size bounds for '{self.name}'", self.size)
             if lo < 0:
@@ -126,6 +133,7 @@ class ClassPrior:
         color: str | None = None,
     ) -> ClassPrior:
         """Build a prior from an area range in mm² and the in-plane spacing (dy, dx) in mm."""
+        _check_class_name(name)
         try:
             dy, dx = (float(s) for s in spacing_yx)
         except (TypeError, ValueError, OverflowError):

@@ -145,3 +145,11 @@ def test_class_prior_any_value_is_valid_or_input_error(name, size, centroid, spa
     if p.centroid is not None:
         assert all(lo <= hi and math.isfinite(lo + hi) for lo, hi in p.centroid)
     assert ClassPrior.from_dict(p.to_dict()) == p
+
+
+@pytest.mark.parametrize("name", ["LV\n", "R\tV", "my\rocardium", ""])
+def test_class_names_must_be_one_printable_line(name: str) -> None:
+    for build in (lambda: ClassPrior(name, (1, 2)), lambda: ClassPrior.from_mm2(name, (1, 2), (1.0, 1.0))):
+        with pytest.raises(InputError, match="class name") as info:
+            build()
+        assert "\n" not in str(info.value)

@@ -34,7 +34,7 @@ from acdc_pack import (
     user_bounds,
 )
 
-from napari_wss.config import TrainConfig
+from napari_wss.config import PENALTY_WEIGHTS, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels
 from napari_wss.training import train
 
@@ -49,18 +49,14 @@ ROWS: dict[str, tuple[dict, str]] = {
     "size+centroid-barrier+crf": ({"penalty": "log-barrier", "crf_weight": 1.0}, "size+centroid"),
     "oracle-quad": ({"penalty": "quadratic", "centroid_weight": 0.0}, "oracle"),
 }
-# Penalty weights per kind (the penalties are divided by H·W, as in the papers).
-WEIGHTS = {
-    "quadratic": {"size_weight": 1e-2, "centroid_weight": 20.0},
-    "log-barrier": {"size_weight": 1.0, "centroid_weight": 100.0},
-    "none": {},
-}
 
 
 def row_config(name: str, base: TrainConfig) -> tuple[TrainConfig, str]:
     changes, priors = ROWS[name]
     kind = changes.get("penalty", base.penalty.value)
-    merged = {"mode": "constrained", **WEIGHTS[kind], **changes}
+    size_w, centroid_w = PENALTY_WEIGHTS[Penalty(kind)]
+    weights = {} if kind == "none" else {"size_weight": size_w, "centroid_weight": centroid_w}
+    merged = {"mode": "constrained", **weights, **changes}
     return base.with_(**merged), priors
 
 

@@ -388,7 +388,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, ctx: Any) -> int:
     """The train command in one process; ``ctx`` is its DistContext under torchrun, else None."""
     from napari_wss import experiments
-    from napari_wss.config import Mode, TrainConfig
+    from napari_wss.config import PENALTY_WEIGHTS, Mode, Penalty, TrainConfig
     from napari_wss.data import SliceDataset, check_labels, prepare_volume
     from napari_wss.training import TrainState, _check_supervision, load_checkpoint, train
 
@@ -452,14 +452,15 @@ def _train(args: argparse.Namespace, ctx: Any) -> int:
                 estimates[i] = load_map(args.estimate_bounds_from, v.image, what="ground truth")
             estimates[i] = check_labels(estimates[i], len(names), v.image.data.shape)
 
+    default_weights = PENALTY_WEIGHTS[Penalty(args.penalty)]
     config = TrainConfig(
         mode=mode,
         penalty=args.penalty,
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        size_weight=args.size_weight,
-        centroid_weight=args.centroid_weight,
+        size_weight=default_weights[0] if args.size_weight is None else args.size_weight,
+        centroid_weight=default_weights[1] if args.centroid_weight is None else args.centroid_weight,
         t0=args.t0,
         temperature=args.temperature,
         penalty_warmup=args.penalty_warmup,
@@ -1007,8 +1008,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not mark a class absent on a scribbled slice without a stroke of it",
     )
-    b.add_argument("--size-weight", type=float, default=1e-2)
-    b.add_argument("--centroid-weight", type=float, default=1e-2)
+    b.add_argument(
+        "--size-weight", type=float, default=None, help="default by penalty: 1 (log-barrier), 1e-2 (quadratic)"
+    )
+    b.add_argument(
+        "--centroid-weight", type=float, default=None, help="default by penalty: 100 (log-barrier), 20 (quadratic)"
+    )
     b.add_argument("--t0", type=float, default=5.0, help="initial log-barrier t (grows 1.1x per epoch)")
     b.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (the seed used 5)")
     b.add_argument(

@@ -239,6 +239,7 @@ def test_train_predict_evaluate_round_trip(
     assert model.is_file() and "saved" in out and "Dice on the training volumes" in out
     saved = load_checkpoint(model)
     assert saved.config.compile is True and saved.config.penalty_warmup == 3
+    assert (saved.config.size_weight, saved.config.centroid_weight) == (1.0, 100.0)  # the log-barrier's
     assert saved.class_names == ("background", "RV", "myocardium", "LV")
     assert saved.priors[3].size == pytest.approx((50 / (1.25 * 1.5), 1500 / (1.25 * 1.5)))  # mm² → px
     assert saved.priors[3].centroid == ((10, 40), (10, 40)) and saved.priors[1].size == (0, 400)

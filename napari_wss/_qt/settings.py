@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWidget
 
-from napari_wss.config import Penalty, TrainConfig
+from napari_wss.config import PENALTY_WEIGHTS, Penalty, TrainConfig
 from napari_wss.errors import InputError
 
 from .fields import FloatField
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-WEIGHTS = {Penalty.LOG_BARRIER: (1.0, 100.0), Penalty.QUADRATIC: (1e-2, 20.0)}
-"""(size, centroid) weights set when the penalty changes: the values TrainConfig documents for each
-penalty (their gradients then sit near the partial cross-entropy's)."""
 T_EVERY = 20
 """Steps between log-barrier t updates. An 'epoch' of one volume is two or three batches, so growing
 t every epoch as the paper does reaches t_max = 1000 within ~120 steps and the size barrier swamps
@@ -96,10 +93,10 @@ class SettingsForm(QWidget):
             form.addRow(label, widget)
 
     def _on_penalty(self, text: str) -> None:
-        weights = WEIGHTS.get(Penalty(text))
-        if weights is not None:
-            self.size_weight.setValue(weights[0])
-            self.centroid_weight.setValue(weights[1])
+        penalty = Penalty(text)
+        if penalty != Penalty.NONE:  # 'none' ignores the weights: keep what the user had
+            self.size_weight.setValue(PENALTY_WEIGHTS[penalty][0])
+            self.centroid_weight.setValue(PENALTY_WEIGHTS[penalty][1])
 
     def config(self, **overrides: object) -> TrainConfig:
         """A validated config (raises InputError in plain words)."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from acdc_pack import DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_pack
 
-from napari_wss.config import ClassPrior, TrainConfig
+from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import bounds_from_priors, crop_around, prepare_volume
 from napari_wss.metrics import score_volume
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train
@@ -75,9 +75,8 @@ def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budg
 
     for _ in gen:
         if first_preview is None:
-            if calibrate:
-                calibrate_batchnorm(state.model, data.images)  # what the plugin's preview does
-            predict_slices(state.model, data.images)  # what the plugin shows first
+            # What the plugin shows first, with the preview's batch-norm re-estimation.
+            predict_slices(state.model, data.images, calibrate_on=data.images if calibrate else None)
             first_preview = time.perf_counter() - start
         elapsed = time.perf_counter() - start - paused
         if remaining and elapsed >= remaining[0]:
@@ -127,7 +126,7 @@ def main() -> None:
     train_vols, test_vols = pack.fold_volumes(5)
     ranges = area_ranges_mm2(pack, train_vols)
     margins_net = centroid_margins(pack, pack.slices_of(train_vols))
-    weights = {"log-barrier": (1.0, 100.0), "quadratic": (1e-2, 20.0), "none": (0.0, 0.0)}[args.penalty]
+    weights = PENALTY_WEIGHTS[Penalty(args.penalty)]
     cfg = TrainConfig(
         mode=args.mode,
         penalty=args.penalty,

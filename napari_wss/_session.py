@@ -385,10 +385,13 @@ def _train_steps(
             frame = rows = dice = None
             if now >= next_preview or event.step >= final_step:
                 rows = preview_rows(job.n_slices, control.current_slice)
-                # Batch-norm statistics of this volume, not the lagging running averages.
-                training.calibrate_batchnorm(state.model, job.data.images, amp=job.config.amp)
                 probs = training.predict_slices(
-                    state.model, job.data.images[rows], batch_size=8, temperature=job.config.temperature
+                    state.model,
+                    job.data.images[rows],
+                    batch_size=8,
+                    temperature=job.config.temperature,
+                    amp=job.config.amp,
+                    calibrate_on=job.data.images,  # this volume's batch-norm statistics, not lagging averages
                 )
                 small = probs.argmax(1).to(torch.uint8).cpu().numpy()
                 frame = job.geometry.labels_to_source(small)

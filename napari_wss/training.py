@@ -508,9 +508,12 @@ def train(
             event = _with_rate(event, global_batch / max(now - last, 1e-9))
             last = now
             if is_main and config.preview_every and (state.step % config.preview_every == 0 or state.step == stop_at):
-                calibrate_batchnorm(model, calibration, amp=config.amp)
                 labels = predict_slices(
-                    model, preview_images, batch_size=max(config.batch_size, 8), amp=config.amp
+                    model,
+                    preview_images,
+                    batch_size=max(config.batch_size, 8),
+                    amp=config.amp,
+                    calibrate_on=calibration,
                 ).argmax(1)
                 pv = labels.to(torch.uint8).cpu().numpy()
                 dice = None if preview_labels is None else dice_per_class(pv, preview_labels, k)
@@ -670,12 +673,17 @@ def predict_slices(
     batch_size: int = 16,
     temperature: float = 1.0,
     amp: bool = True,
+    calibrate_on: Tensor | np.ndarray | None = None,
 ) -> Tensor:
     """Probabilities ``(N, K, S, S)`` of network-resolution slices ``(N, S, S)``, on the model's device.
 
     Runs the model in eval mode (batch-norm running statistics) and restores its previous mode.
     ``amp`` allows bf16 autocast where the device is fast at it (see :func:`bf16_fast`).
+    ``calibrate_on``: slices to re-estimate those statistics on first (:func:`calibrate_batchnorm`),
+    as every preview during training does.
     """
+    if calibrate_on is not None:
+        calibrate_batchnorm(model, calibrate_on, amp=amp)
     param = next(model.parameters())
     x = torch.as_tensor(images, dtype=torch.float32).to(param.device)
     if x.ndim == 3:

@@ -153,13 +153,6 @@ class DistContext:
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
         return bool(flag.item())
 
-    def barrier(self) -> None:
-        """Wait for every process (bounded by the process-group timeout)."""
-        if self.backend == "nccl":
-            dist.barrier(device_ids=[self.device.index])
-        else:
-            dist.barrier()
-
     def train_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`napari_wss.training.train` for this process."""
         return {

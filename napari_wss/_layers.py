@@ -6,7 +6,8 @@ widget can pick them without guessing from names:
 * ``role``: ``"image"``, ``"scribbles"``, ``"ground truth"`` or ``"prediction"``;
 * ``class_names`` (optional): the classes the labels use, e.g. ``["background", "target"]``;
 * ``priors`` (optional): ``ClassPrior.to_dict()`` entries in source pixels (the sample data's
-  size bounds), adopted by the class table when the layer is picked.
+  size bounds), adopted by the class table when the layer is picked;
+* ``stack`` (optional, True): the slices are separate 2D images (a PNG folder), not a volume.
 
 NIfTI layers also carry ``metadata["affine"]`` (4 x 4, nibabel's (x, y, z) order), ``"spacing"``
 ``(dz, dy, dx)`` in mm and ``"source_path"`` (the image file), so the writer can put labels back on
@@ -66,8 +67,16 @@ def label_colormap(colors: Sequence[str]) -> dict[int | None, str]:
     return cmap
 
 
-def wss_meta(role: str, *, class_names: Sequence[str] | None = None, priors: Sequence[Mapping] | None = None) -> dict:
+def wss_meta(
+    role: str,
+    *,
+    class_names: Sequence[str] | None = None,
+    priors: Sequence[Mapping] | None = None,
+    stack: bool = False,
+) -> dict:
     meta: dict[str, Any] = {"role": role}
+    if stack:
+        meta["stack"] = True
     if class_names is not None:
         meta["class_names"] = list(class_names)
     if priors is not None:
@@ -93,6 +102,12 @@ def nifti_metadata(
     if source_path is not None:
         meta["source_path"] = str(source_path)
     return meta
+
+
+def is_stack(metadata: Mapping | None) -> bool:
+    """Whether a layer's slices are separate 2D images (``wss`` metadata ``stack``)."""
+    wss = metadata.get("wss") if isinstance(metadata, Mapping) else None
+    return isinstance(wss, Mapping) and wss.get("stack") is True
 
 
 def role_of(metadata: Mapping | None) -> str | None:

@@ -201,7 +201,8 @@ def _class_names_for(labels: np.ndarray) -> list[str]:
 def _png_layer(data: np.ndarray, *, name: str, folder: str, class_names: Sequence[str] | None = None) -> LayerData:
     role = _png_role(folder)
     if role == _layers.ROLE_IMAGE:
-        return (data, {"name": name, "metadata": {"wss": _layers.wss_meta(role)}, "colormap": "gray"}, "image")
+        meta = {"wss": _layers.wss_meta(role, stack=data.ndim == 3)}
+        return (data, {"name": name, "metadata": meta, "colormap": "gray"}, "image")
     labels = _layers.as_label_array(data)
     if class_names is None:
         # Scribbles store class c as c + 1, so one more value than classes.
@@ -234,9 +235,8 @@ def read_png_dataset(root: Path) -> list[LayerData]:
             continue
         prefix = "" if split == "all" else f"{split} "
         images = io.read_png_stack([s.image for s in samples])
-        layers.append(
-            (images, {"name": f"{prefix}{root.name}", "metadata": {"wss": _layers.wss_meta("image")}}, "image")
-        )
+        meta = {"wss": _layers.wss_meta("image", stack=True)}  # separate images, not a volume
+        layers.append((images, {"name": f"{prefix}{root.name}", "metadata": meta}, "image"))
         gt = weak = None
         if all(s.gt is not None for s in samples):
             gt = io.read_png_stack([s.gt for s in samples])  # type: ignore[misc]

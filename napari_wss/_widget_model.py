@@ -14,6 +14,7 @@ import numpy as np
 from napari.utils import notifications
 from qtpy.QtWidgets import QFileDialog
 
+from napari_wss import _layers
 from napari_wss._qt.runner import notify_error, user_errors
 from napari_wss.errors import InputError
 
@@ -60,11 +61,15 @@ class ModelActions:
 
             data = np.asarray(image.data)
             device = w.settings.device.currentText()
+            keep = None
+            if w.largest_component.isChecked():
+                keep = "slice" if _layers.is_stack(image.metadata) else "volume"
             worker = create_worker(
                 predict_volume,
                 w.state,
                 data,
                 device=device,
+                largest_component=keep,
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )

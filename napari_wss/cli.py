@@ -597,7 +597,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise InputError(f"{out} already exists; choose another name or pass --overwrite")
     else:
         raise InputError(f"--out {out} must end in .nii.gz, .nii or .png (a folder for a PNG folder)")
-    labels = np.asarray(predict_volume(state, img.data, device=args.device))
+    keep = ("slice" if img.kind == "pngdir" else "volume") if args.largest_component else None
+    labels = np.asarray(predict_volume(state, img.data, device=args.device, largest_component=keep))
     if img.kind == "pngdir":
         out.mkdir(parents=True, exist_ok=True)
         for name, lab in zip(img.names, labels):
@@ -628,7 +629,8 @@ def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for case, target in zip(cases, targets):
         vol = io.read_nifti(case.image)
-        labels = np.asarray(predict_volume(state, vol.data, device=args.device))
+        keep = "volume" if args.largest_component else None
+        labels = np.asarray(predict_volume(state, vol.data, device=args.device, largest_component=keep))
         io.write_nifti(target, labels, vol.affine, spacing=vol.spacing, source=case.image, overwrite=args.overwrite)
     _echo(f"wrote {len(cases)} predictions to {out}")
     return 0
@@ -1060,6 +1062,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="labels file (.nii.gz / .png), or a folder for PNG folders and --acdc")
     p.add_argument("--spacing", type=float, nargs=2, metavar=("DY", "DX"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--largest-component",
+        action="store_true",
+        help="keep only each class's largest connected object (in 3D; per image for a PNG folder)",
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
 

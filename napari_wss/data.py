@@ -315,21 +315,32 @@ def bounds_from_priors(
         if p.centroid is not None:
             cents[:, c] = p.centroid
     if scribbles is not None:
-        s = np.asarray(scribbles)
-        painted = s.reshape(n_slices, -1)
-        any_scribble = (painted != NOT_ANNOTATED).any(axis=1)
-        has_class = np.stack([(painted == c + 1).any(axis=1) for c in range(k)], axis=1)
+        any_scribble = (np.asarray(scribbles).reshape(n_slices, -1) != NOT_ANNOTATED).any(axis=1)
         sizes[~any_scribble, :, 0] = np.nan
-        if absent_from_scribbles:
-            # Only foreground classes: background is always somewhere on a slice.
-            missing = any_scribble[:, None] & ~has_class
-            missing[:, 0] = False
-            sizes[missing] = 0.0
-            cents[missing] = np.nan
-    for z, c in absent:
-        sizes[z, c] = 0.0
-        cents[z, c] = np.nan
+    missing = absent_classes(n_slices, k, scribbles=scribbles if absent_from_scribbles else None, absent=absent)
+    sizes[missing] = 0.0
+    cents[missing] = np.nan
     return sizes, cents
+
+
+def absent_classes(
+    n_slices: int, num_classes: int, *, scribbles: np.ndarray | None = None, absent: Sequence[tuple[int, int]] = ()
+) -> np.ndarray:
+    """``(N, K)`` booleans: where a class is known not to be, by the rules of :func:`bounds_from_priors`.
+
+    A slice with scribbles but no stroke of foreground class ``c`` lacks ``c`` (background is
+    always somewhere on a slice); ``absent`` adds ``(slice, class)`` pairs (the class table's ticks).
+    """
+    out = np.zeros((n_slices, num_classes), dtype=bool)
+    if scribbles is not None:
+        painted = np.asarray(scribbles).reshape(n_slices, -1)
+        any_scribble = (painted != NOT_ANNOTATED).any(axis=1)
+        has_class = np.stack([(painted == c + 1).any(axis=1) for c in range(num_classes)], axis=1)
+        out = any_scribble[:, None] & ~has_class
+        out[:, 0] = False
+    for z, c in absent:
+        out[z, c] = True
+    return out
 
 
 def bounds_from_labels(

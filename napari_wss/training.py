@@ -38,6 +38,7 @@ from napari_wss.losses.functional import (
 )
 from napari_wss.metrics import dice_per_class
 from napari_wss.models.unet import build_model
+from napari_wss.postprocess import LARGEST_COMPONENT, keep_largest_component
 
 log = logging.getLogger(__name__)
 
@@ -713,16 +714,22 @@ def predict_volume(
     device: str | torch.device | None = None,
     batch_size: int = 16,
     return_probs: bool = False,
+    largest_component: str | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
 
     The image is normalised as at training time, cut to ``geometry``'s box (default: the state's
     box when the source shape matches, else the whole slice), resized to the network size, and the
     probabilities are resized back bilinearly before the arg-max.
+    ``largest_component``: ``"volume"`` keeps each class's largest 3D connected component,
+    ``"slice"`` its largest in every slice (a stack of separate images), None keeps everything
+    (:func:`~napari_wss.postprocess.keep_largest_component`; the probabilities are not changed).
 
     Returns:
         uint8 labels shaped like ``image`` (and float32 probabilities ``(Z, K, Y, X)`` if asked).
     """
+    if largest_component not in (None, *LARGEST_COMPONENT):
+        raise InputError(f"largest_component must be one of {LARGEST_COMPONENT} or None, got {largest_component!r}")
     img = np.asarray(image)
     squeeze = img.ndim == 2
     if squeeze:
@@ -753,6 +760,8 @@ def predict_volume(
         labels[i : i + batch_size] = full.argmax(1).to(torch.uint8).cpu().numpy()
         if probs_out is not None:
             probs_out[i : i + batch_size] = full.cpu().numpy()
+    if largest_component is not None:
+        labels = keep_largest_component(labels, state.num_classes, per_slice=largest_component == "slice")
     if squeeze:
         labels = labels[0]
         if probs_out is not None:

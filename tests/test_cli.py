@@ -13,6 +13,7 @@ import pytest
 from helpers import assert_one_line_error
 
 from napari_wss import cli, io, toy
+from napari_wss.postprocess import keep_largest_component
 from napari_wss.training import load_checkpoint
 
 ACDC = Path(__file__).resolve().parents[1].parent / "shared/data/acdc"
@@ -252,6 +253,12 @@ def test_train_predict_evaluate_round_trip(
     assert written.spacing == pytest.approx(source.spacing)
     assert written.shape == source.shape and written.data.dtype == np.uint8
     assert written.data.max() < 4
+    kept = tmp_path / "kept.nii.gz"
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--image", phantom_files["image"], "--out", kept, "--largest-component"
+    )
+    assert code == 0, err
+    np.testing.assert_array_equal(io.read_nifti(kept).data, keep_largest_component(written.data, 4))
 
     # Existing output and the source itself are refused.
     code, _, err = run(capsys, "predict", "--model", model, "--image", phantom_files["image"], "--out", pred)
@@ -350,6 +357,21 @@ def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.Capture
     )
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == ["000.png", "001.png", "002.png"]
+    code, _, err = run(
+        capsys,
+        "predict",
+        "--model",
+        model,
+        "--image",
+        tmp_path / "s/toy/img",
+        "--out",
+        tmp_path / "kept",
+        "--largest-component",
+    )
+    assert code == 0, err  # each PNG on its own: the same as cutting every file's prediction alone
+    for name in ("000.png", "001.png", "002.png"):
+        raw = io.read_png(tmp_path / "preds" / name)
+        np.testing.assert_array_equal(io.read_png(tmp_path / "kept" / name), keep_largest_component(raw, 2))
 
 
 def test_parse_bound_flags() -> None:

@@ -12,6 +12,7 @@ from napari_wss.config import TrainConfig
 from napari_wss.data import SliceDataset, bounds_from_labels, crop_around, prepare_volume
 from napari_wss.errors import InputError
 from napari_wss.models import ResidualUNet
+from napari_wss.postprocess import keep_largest_component
 from napari_wss.toy import cardiac_phantom, make_toy2
 from napari_wss.training import (
     BoundsUpdate,
@@ -302,3 +303,19 @@ def test_penalty_warmup_scales_the_prior_terms_not_the_cross_entropy() -> None:
     assert warm.parts["centroid"] == pytest.approx(plain.parts["centroid"] / 4, rel=1e-4)
     with pytest.raises(InputError, match="penalty_warmup"):
         TrainConfig(penalty_warmup=-1)
+
+
+def test_predict_volume_largest_component_post_processes_the_labels_only() -> None:
+    ph = cardiac_phantom(n_slices=3, size=64, seed=2)
+    (ds, _) = prepare_volume(ph.image, num_classes=4, size=32, scribbles=ph.scribbles)
+    state = _run(train(ds, TrainConfig(mode="partial", penalty="none", steps=2, **SMALL)))
+    raw, probs = predict_volume(state, ph.image, return_probs=True)
+    kept, probs_kept = predict_volume(state, ph.image, return_probs=True, largest_component="volume")
+    np.testing.assert_array_equal(probs, probs_kept)
+    np.testing.assert_array_equal(kept, keep_largest_component(raw, 4))
+    per_image = predict_volume(state, ph.image, largest_component="slice")
+    np.testing.assert_array_equal(per_image, keep_largest_component(raw, 4, per_slice=True))
+    one = predict_volume(state, ph.image[1], largest_component="volume")  # a 2D image
+    np.testing.assert_array_equal(one, keep_largest_component(predict_volume(state, ph.image[1]), 4))
+    with pytest.raises(InputError, match="largest_component must be one of"):
+        predict_volume(state, ph.image, largest_component="3d")

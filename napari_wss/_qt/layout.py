@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from napari.layers import Image, Labels
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QFrame,
     QGridLayout,
     QGroupBox,
@@ -111,6 +112,13 @@ def build_layout(w: WssWidget) -> None:
         run.addWidget(b, 1, i)
     run.addWidget(w.save_button, 2, 0)
     run.addWidget(w.load_button, 2, 1)
+    w.largest_component = QCheckBox("largest component")
+    w.largest_component.setChecked(True)  # measured on ACDC: see benchmarks/interactive.py (lcc@)
+    w.largest_component.setToolTip(
+        "Predict volume keeps only each class's largest connected object (3D; per image for a PNG folder). "
+        "Right for one heart, wrong for many cells."
+    )
+    run.addWidget(w.largest_component, 2, 2)
     w.progress_bar = QProgressBar()
     w.progress_bar.setRange(0, 1)
     w.progress_bar.setValue(0)

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_wss import _reader, _writer, io, toy
+from napari_wss import _layers, _reader, _writer, io, toy
 
 pytestmark = pytest.mark.gui
 
@@ -51,7 +51,7 @@ def test_nifti_with_siblings_round_trip_keeps_affine(make_napari_viewer, phantom
     np.testing.assert_allclose(image.scale, (8.0, 1.5, 1.25))
     np.testing.assert_allclose(image.metadata["affine"], source.affine)
     assert scribbles.data.dtype == np.uint8 and int(scribbles.data.max()) == 4
-    assert type(gt).__name__ == "Labels"
+    assert type(gt).__name__ == "Labels" and not _layers.is_stack(image.metadata)
 
     out = tmp_path / "out" / "case_pred.nii.gz"
     out.parent.mkdir()
@@ -111,6 +111,11 @@ def test_png_dataset_folder_opens_image_gt_and_scribbles(make_napari_viewer, tmp
     assert gt_layers[0][2] == "labels"
     stack = _reader.read(str(tmp_path / "toy" / "img"))
     assert stack[0][2] == "image" and stack[0][0].shape == (3, 256, 256)
+    # Their slices are separate images (largest-component post-processing works per image); one
+    # PNG and a NIfTI volume are not stacks.
+    assert _layers.is_stack(viewer.layers["toy"].metadata) and _layers.is_stack(stack[0][1]["metadata"])
+    single = _reader.read(str(tmp_path / "toy" / "img" / "000.png"))
+    assert not _layers.is_stack(single[0][1]["metadata"])
 
 
 @pytest.mark.skipif(not ACDC_IMAGE.is_file(), reason="the shared ACDC data is not mounted here")

@@ -10,6 +10,7 @@ import pytest
 
 from napari_wss import training
 from napari_wss._qt.class_table import SIZE_HI
+from napari_wss.postprocess import keep_largest_component
 
 pytestmark = pytest.mark.gui
 
@@ -111,12 +112,16 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     assert loaded.geometry == trained.geometry  # the crop box travels with the model
     assert widget.settings.width.value() == trained.config.width
 
-    widget.prediction_layer.data[...] = 0
-    worker = widget.model.predict()
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        pass
-    expected = training.predict_volume(loaded, viewer.layers["cardiac phantom"].data)
-    np.testing.assert_array_equal(widget.prediction_layer.data, expected)
+    raw = training.predict_volume(loaded, viewer.layers["cardiac phantom"].data)
+    for keep in (True, False):  # on by default: each class's largest 3D object
+        assert widget.largest_component.isChecked() is keep
+        widget.prediction_layer.data[...] = 0
+        worker = widget.model.predict()
+        with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+            pass
+        expected = keep_largest_component(raw, 4) if keep else raw
+        np.testing.assert_array_equal(widget.prediction_layer.data, expected)
+        widget.largest_component.setChecked(False)
 
     # A loaded model continues training.
     gui.train_and_wait(widget)

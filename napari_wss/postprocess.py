@@ -1,0 +1,55 @@
+"""Post-processing of predicted label maps.
+
+A network trained from scribbles often paints small stray islands of a class far from the
+structure (an "LV" blob in the liver, "RV" speckle at the apex). Anatomical structures such as
+the ventricles and the myocardium are each one connected object, so the usual remedy in cardiac
+segmentation is to keep, per class, only the largest connected component and hand the rest to the
+background. Whether it helps is measured (benchmarks/interactive.py, benchmarks/acdc_quality.py),
+not assumed: it is an option, and it is wrong for classes with many instances (cells, nuclei).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+LARGEST_COMPONENT = ("volume", "slice")
+"""How :func:`keep_largest_component` connects voxels: across slices, or within each slice."""
+
+
+def keep_largest_component(
+    labels: np.ndarray, num_classes: int, *, per_slice: bool = False, background: int = 0
+) -> np.ndarray:
+    """Keep only the largest connected component of every class; the rest becomes ``background``.
+
+    Components are connected in the label map's own dimensions — in 3D across slices too — with
+    full (8 / 26) connectivity, so a structure that touches its neighbour slice only diagonally
+    (thick, gapped cine slices) stays one object. ``per_slice`` treats each slice of a 3D map on
+    its own (a stack of unrelated 2D images). The input is not modified.
+
+    Args:
+        labels: integer label map, 2D ``(Y, X)`` or 3D ``(Z, Y, X)``.
+        num_classes: classes ``0 .. num_classes - 1``; ``background`` is left as it is.
+        per_slice: components within each 2D slice of a 3D map instead of across slices.
+        background: the class that receives the removed voxels.
+
+    Returns:
+        A new label map of the same shape and dtype.
+    """
+    lab = np.asarray(labels)
+    if lab.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D or 3D label map, got shape {lab.shape}")
+    if per_slice and lab.ndim == 3:
+        return np.stack([keep_largest_component(s, num_classes, background=background) for s in lab])
+    out = lab.copy()
+    structure = ndimage.generate_binary_structure(lab.ndim, lab.ndim)
+    for c in range(num_classes):
+        if c == background:
+            continue
+        components, n = ndimage.label(lab == c, structure=structure)
+        if n <= 1:
+            continue
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        out[(components != 0) & (components != sizes.argmax())] = background
+    return out

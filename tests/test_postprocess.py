@@ -1,0 +1,78 @@
+"""Largest-component post-processing and the absence rule, on hand-built label maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_wss.config import ClassPrior
+from napari_wss.data import absent_classes, bounds_from_priors
+from napari_wss.postprocess import keep_largest_component
+
+
+def test_2d_keeps_each_classes_largest_island_and_clears_the_rest() -> None:
+    lab = np.zeros((8, 8), dtype=np.uint8)
+    lab[0:3, 0:3] = 1  # class 1: 9 px, kept
+    lab[6, 6] = 1  # class 1: stray pixel, removed
+    lab[4:6, 0:2] = 2  # class 2: 4 px, kept
+    lab[0, 7] = 2  # class 2: stray pixel, removed
+    out = keep_largest_component(lab, 3)
+    want = lab.copy()
+    want[6, 6] = 0
+    want[0, 7] = 0
+    np.testing.assert_array_equal(out, want)
+    assert lab[6, 6] == 1  # the input is left as it was
+    assert out.dtype == lab.dtype
+
+
+def test_diagonal_contact_joins_components() -> None:
+    lab = np.zeros((4, 4), dtype=np.uint8)
+    lab[0, 0] = lab[1, 1] = lab[2, 2] = 1  # one diagonal line: one object with 8-connectivity
+    np.testing.assert_array_equal(keep_largest_component(lab, 2), lab)
+
+
+def test_3d_connects_across_slices_unless_per_slice() -> None:
+    lab = np.zeros((3, 6, 6), dtype=np.uint8)
+    lab[0, 0:2, 0:2] = 1  # slice 0: 4 px ...
+    lab[1, 1:3, 1:3] = 1  # ... touching slice 1's 4 px: one 8-voxel object in 3D
+    lab[2, 4:6, 4:6] = 1  # slice 2: 4 px, not touching slice 1 (not even diagonally)
+    vol = keep_largest_component(lab, 2)
+    assert vol[2].sum() == 0 and vol[:2].sum() == 8
+    # As separate images each slice keeps its own largest object: nothing is removed.
+    np.testing.assert_array_equal(keep_largest_component(lab, 2, per_slice=True), lab)
+
+
+def test_removed_voxels_go_to_the_named_background_and_it_is_never_cut() -> None:
+    lab = np.full((5, 5), 2, dtype=np.uint8)  # class 2 fills the map ...
+    lab[1, 1] = 0  # ... with two separate class-0 holes
+    lab[3, 3] = 0
+    lab[0, 4] = 1
+    lab[4, 0] = 1  # two class-1 islands of one pixel
+    out = keep_largest_component(lab, 3, background=2)
+    # Class 0 is not the background here: one of its two islands goes; class 2 is never touched.
+    assert (out == 0).sum() == 1 and (out == 1).sum() == 1
+    assert (out == 2).sum() == lab.size - 2
+
+
+def test_empty_and_single_component_maps_are_unchanged() -> None:
+    empty = np.zeros((2, 4, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(keep_largest_component(empty, 4), empty)
+    one = np.zeros((4, 4), dtype=np.int64)
+    one[1:3, 1:3] = 3
+    np.testing.assert_array_equal(keep_largest_component(one, 4), one)
+
+
+def test_rejects_other_dimensions() -> None:
+    with pytest.raises(ValueError, match=r"2D or 3D label map, got shape \(4,\)"):
+        keep_largest_component(np.zeros(4, dtype=np.uint8), 2)
+
+
+def test_absent_classes_follow_the_bounds_rules() -> None:
+    scr = np.zeros((3, 4, 4), dtype=np.uint8)
+    scr[0, 0, 0] = 1  # slice 0: background only → classes 1 and 2 absent
+    scr[1, 0, 0] = 2  # slice 1: class 1 → background and class 2 "missing"; background never absent
+    # slice 2: nothing painted → nothing known
+    got = absent_classes(3, 3, scribbles=scr, absent=[(2, 1)])
+    np.testing.assert_array_equal(got, [[False, True, True], [False, False, True], [False, True, False]])
+    sizes, _ = bounds_from_priors([ClassPrior(f"c{c}") for c in range(3)], 3, (4, 4), scribbles=scr, absent=[(2, 1)])
+    np.testing.assert_array_equal(sizes[..., 1] == 0, got)

@@ -357,17 +357,8 @@ def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.Capture
     )
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == ["000.png", "001.png", "002.png"]
-    code, _, err = run(
-        capsys,
-        "predict",
-        "--model",
-        model,
-        "--image",
-        tmp_path / "s/toy/img",
-        "--out",
-        tmp_path / "kept",
-        "--largest-component",
-    )
+    folder = ("predict", "--model", model, "--image", tmp_path / "s/toy/img")
+    code, _, err = run(capsys, *folder, "--out", tmp_path / "kept", "--largest-component")
     assert code == 0, err  # each PNG on its own: the same as cutting every file's prediction alone
     for name in ("000.png", "001.png", "002.png"):
         raw = io.read_png(tmp_path / "preds" / name)

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from napari_wss.data import NOT_ANNOTATED, SliceDataset, bounds_from_labels, resize_labels
-from napari_wss.metrics import score_volume
+from napari_wss.metrics import dice_per_slice, score_volume
+from napari_wss.postprocess import keep_largest_component
 
 FOLDS = [range(1, 21), range(21, 41), range(41, 61), range(61, 81), range(81, 101)]
 CLASSES = ("background", "RV", "myocardium", "LV")
@@ -201,6 +202,37 @@ def predict_test_volumes(model: torch.nn.Module, pack: Pack, volumes: np.ndarray
     return out
 
 
+POSITIONS = ("base", "mid", "apex")
+
+
+def position_dice(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, float]:
+    """Where along the long axis a prediction fails.
+
+    The slices between the first and last that hold any expert foreground are split into thirds;
+    the third with the larger mean heart area is the base, the other end the apex (ACDC does not
+    store which end is which). Returns ``(3, 3)`` mean 2D Dice of RV, Myo, LV per third (slices
+    where the class is in neither mask are left out) and the share of the slices outside the heart
+    on which anything was predicted (false positives above the base / below the apex; NaN when
+    there are no such slices).
+    """
+    area = (gt > 0).sum(axis=(1, 2))
+    heart = np.flatnonzero(area)
+    out = np.full((3, K - 1), np.nan)
+    if heart.size < 3:
+        return out, float("nan")
+    thirds = np.array_split(np.arange(heart[0], heart[-1] + 1), 3)
+    if area[thirds[0]].mean() < area[thirds[2]].mean():
+        thirds = thirds[::-1]
+    sd = dice_per_slice(pred, gt, K)[:, 1:]
+    for i, t in enumerate(thirds):
+        seen = ~np.isnan(sd[t])
+        out[i] = np.where(seen.any(axis=0), np.nansum(sd[t], axis=0) / np.maximum(seen.sum(axis=0), 1), np.nan)
+    outside = np.ones(len(gt), dtype=bool)
+    outside[heart[0] : heart[-1] + 1] = False
+    fp = float((pred[outside] > 0).any(axis=(1, 2)).mean()) if outside.any() else float("nan")
+    return out, fp
+
+
 def score(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = score_volume(pred, gt, K, tuple(spacing))
     return s.dice[1:], s.hd95[1:]
@@ -213,3 +245,8 @@ def score_all(
     args = [(p, pack.gt[v], pack.spacings[v]) for p, v in zip(preds, volumes)]
     results = list(pool.map(score, *zip(*args))) if pool is not None else [score(*a) for a in args]
     return np.array([r[0] for r in results]), np.array([r[1] for r in results])
+
+
+def largest_components(preds: list[np.ndarray]) -> list[np.ndarray]:
+    """The predictions with every class cut to its largest 3D connected component."""
+    return [keep_largest_component(p, K) for p in preds]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
 
 from napari_wss.config import ClassPrior
 from napari_wss.data import absent_classes, bounds_from_priors
@@ -76,3 +79,27 @@ def test_absent_classes_follow_the_bounds_rules() -> None:
     np.testing.assert_array_equal(got, [[False, True, True], [False, False, True], [False, True, False]])
     sizes, _ = bounds_from_priors([ClassPrior(f"c{c}") for c in range(3)], 3, (4, 4), scribbles=scr, absent=[(2, 1)])
     np.testing.assert_array_equal(sizes[..., 1] == 0, got)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9)),
+    k=st.integers(2, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_properties_on_random_maps(shape: tuple[int, int, int], k: int, seed: int) -> None:
+    lab = np.random.default_rng(seed).integers(0, k, size=shape).astype(np.uint8)
+    out = keep_largest_component(lab, k)
+    full = ndimage.generate_binary_structure(3, 3)
+    for c in range(1, k):
+        before = lab == c
+        after = out == c
+        assert np.all(after <= before)  # only removes
+        n_after = ndimage.label(after, structure=full)[1]
+        assert n_after == (1 if before.any() else 0)  # exactly one object left where there was any
+        # ... and it is a largest one.
+        comps, n = ndimage.label(before, structure=full)
+        if n:
+            assert after.sum() == np.bincount(comps.ravel())[1:].max()
+    assert np.all((out != lab) <= (out == 0))  # what is removed becomes background
+    np.testing.assert_array_equal(keep_largest_component(out, k), out)  # idempotent

@@ -3,7 +3,9 @@
 # Order: throughput vs the seed baseline, interactive speed, the 5-fold quality table (main rows),
 # then extra rows on fold 1 while time is left (--deadline skips runs that would overrun).
 # Needs .carry/acdc256.npz (benchmarks/acdc_prep.py) and .carry/seed_baseline.py.
-# DEVICE=cpu STEPS=5 ... runs the same path on a CPU as a dry run.
+# DEVICE=cpu STEPS=5 ... runs the same path on a CPU as a dry run. Knobs: PARTS, STEPS, BUDGET,
+# ROWS / EXTRA / FOLDS / WARMUP (quality), IVOLS / IBUDGETS / ISIZE / ISTEPS (interactive), TP_* (throughput).
+# Quality and interactive lines carry the largest-component scores too (lcc_*, lcc@).
 set -u
 OUT=${OUT:-/tmp/wss-out}
 DEVICE=${DEVICE:-cuda}
@@ -21,9 +23,9 @@ log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
 has throughput && log throughput && timeout "${TP_TIMEOUT:-90}" python3 throughput.py ${TP_FLAGS:-} --device "$DEVICE" --batch "${TP_BATCH:-64}" --steps "${TP_STEPS:-40}" \
   --baseline-steps "${TP_STEPS:-30}" --size "${TP_SIZE:-256}" 2>&1 | tee -a "$OUT/throughput.txt"
 has interactive && log interactive && timeout 100 python3 interactive.py --source pack --device "$DEVICE" --volumes "${IVOLS:-3}" --budgets "${IBUDGETS:-5,15}" \
-  --size "${ISIZE:-256}" --width 16 --batch 16 2>&1 | tee -a "$OUT/interactive.txt"
+  --size "${ISIZE:-256}" --width 16 --batch 16 --steps "${ISTEPS:-300}" 2>&1 | tee -a "$OUT/interactive.txt"
 has quality && log quality && timeout $(( end - $(date +%s) )) python3 acdc_quality.py --folds "${FOLDS:-1,2,3,4,5}" --rows "${ROWS:-full,partial,size+centroid-barrier}" \
   --extra-rows "${EXTRA:-size-barrier,size+centroid-quad,size+centroid-barrier+crf,oracle-quad,size-quad}" --extra-folds 1 \
   --device "$DEVICE" --size "${QSIZE:-256}" --width 16 --batch "${QBATCH:-32}" --steps "$STEPS" --workers "${WORKERS:-12}" \
-  --deadline "$end" --out "$OUT/quality.jsonl" 2>&1 | tee -a "$OUT/quality.txt"
+  --penalty-warmup "${WARMUP:-0}" --deadline "$end" --out "$OUT/quality.jsonl" 2>&1 | tee -a "$OUT/quality.txt"
 log done

@@ -1,10 +1,10 @@
 """Post-processing of predicted label maps.
 
-A network trained from scribbles often paints small stray islands of a class far from the
-structure (an "LV" blob in the liver, "RV" speckle at the apex). Anatomical structures such as
-the ventricles and the myocardium are each one connected object, so the usual remedy in cardiac
-segmentation is to keep, per class, only the largest connected component and hand the rest to the
-background. Whether it helps is measured (benchmarks/interactive.py, benchmarks/acdc_quality.py),
+A network trained from scribbles paints stray islands of a class away from the structure (on
+ACDC after short training, foreground on most of the slices beyond the heart's ends). Anatomical
+structures such as the ventricles and the myocardium are each one connected object, so a common
+remedy in cardiac segmentation is to keep, per class, only the largest connected component and
+hand the rest to the background. Whether it helps is measured (benchmarks/interactive.py, benchmarks/acdc_quality.py),
 not assumed: it is an option, and it is wrong for classes with many instances (cells, nuclei).
 """
 

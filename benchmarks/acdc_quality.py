@@ -55,12 +55,14 @@ ROWS: dict[str, tuple[dict, str]] = {
 }
 
 
-def row_config(name: str, base: TrainConfig) -> tuple[TrainConfig, str]:
+def row_config(name: str, base: TrainConfig, crf_weight: float = 0.0) -> tuple[TrainConfig, str]:
     changes, priors = ROWS[name]
     kind = changes.get("penalty", base.penalty.value)
     size_w, centroid_w = PENALTY_WEIGHTS[Penalty(kind)]
     weights = {} if kind == "none" else {"size_weight": size_w, "centroid_weight": centroid_w}
     merged = {"mode": "constrained", **weights, **changes}
+    if "crf_weight" in changes and crf_weight:  # --crf-weight overrides the row's
+        merged["crf_weight"] = crf_weight
     return base.with_(**merged), priors
 
 
@@ -76,10 +78,12 @@ def bounds_for(pack: Pack, slices: np.ndarray, priors: str, train_vols: np.ndarr
     return user_bounds(pack, slices, ranges, margins)
 
 
-def run_one(pack: Pack, fold: int, name: str, base: TrainConfig, pool: ProcessPoolExecutor | None) -> dict:
+def run_one(
+    pack: Pack, fold: int, name: str, base: TrainConfig, pool: ProcessPoolExecutor | None, crf_weight: float = 0.0
+) -> dict:
     train_vols, test_vols = pack.fold_volumes(fold)
     slices = pack.slices_of(train_vols)
-    cfg, priors = row_config(name, base)
+    cfg, priors = row_config(name, base, crf_weight)
     sizes, cents = bounds_for(pack, slices, priors, train_vols)
     data = dataset(pack, slices, sizes, cents)
     start = time.perf_counter()
@@ -120,6 +124,8 @@ def run_one(pack: Pack, fold: int, name: str, base: TrainConfig, pool: ProcessPo
         "outside_fp_slices": round(float(outside_fp), 4),
         "train_s": round(train_s, 1),
         "steps": cfg.steps,
+        "penalty_warmup": cfg.penalty_warmup,
+        "crf_weight": cfg.crf_weight,
         "batch": cfg.batch_size,
         "size": cfg.size,
         "width": cfg.width,
@@ -158,6 +164,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--penalty-warmup", type=int, default=0, help="steps over which the prior terms grow from 0")
+    ap.add_argument("--crf-weight", type=float, default=0.0, help="weight of the +crf rows (0 = the row's own, 1.0)")
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
@@ -189,7 +196,7 @@ def main() -> None:
                 print(json.dumps({"skipped": name, "fold": fold, "seconds_left": round(left)}), flush=True)
                 continue
         t0 = time.time()
-        r = run_one(pack, fold, name, base, pool)
+        r = run_one(pack, fold, name, base, pool, args.crf_weight)
         r["wall_s"] = round(time.time() - t0, 1)
         results.append(r)
         line = json.dumps(r)

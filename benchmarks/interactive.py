@@ -30,7 +30,7 @@ import torch
 from acdc_pack import DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_pack
 
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
-from napari_wss.data import absent_classes, bounds_from_priors, crop_around, prepare_volume
+from napari_wss.data import bounds_from_priors, crop_around, prepare_volume
 from napari_wss.metrics import score_volume
 from napari_wss.postprocess import keep_largest_component
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train
@@ -68,8 +68,9 @@ def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budg
         ClassPrior.from_mm2(NAMES[c], tuple(ranges_mm2[c]), spacing[1:]) for c in range(1, K)
     ]
     sizes, _ = bounds_from_priors(priors, image.shape[0], image.shape[1:], scribbles=scribbles)
+    absent = sizes[..., 1] == 0  # (Z, K): where the scribbles say a class is not
     cents = scribble_boxes(scribbles, margins_src)
-    cents[sizes[..., 1] == 0] = np.nan
+    cents[absent] = np.nan
     box = crop_around(scribbles, margin=crop_margin) if crop_margin >= 0 else None
     data, geom = prepare_volume(
         image, num_classes=K, size=cfg.size, scribbles=scribbles, size_bounds=sizes, centroid_bounds=cents, box=box
@@ -81,8 +82,6 @@ def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budg
     dice_at: dict[int, tuple[float, ...]] = {}
     paused = 0.0
     remaining = sorted(budgets)
-
-    absent = absent_classes(image.shape[0], K, scribbles=scribbles)  # the scribbles' rule, as for training
 
     def score() -> tuple[float, ...]:
         """Mean Dice: as predicted; each class cut to its largest 3D component; classes the

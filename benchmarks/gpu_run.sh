@@ -5,7 +5,7 @@
 # Needs .carry/acdc256.npz (benchmarks/acdc_prep.py) and .carry/seed_baseline.py.
 # DEVICE=cpu STEPS=5 ... runs the same path on a CPU as a dry run. Knobs: PARTS, STEPS, BUDGET,
 # ROWS / EXTRA / FOLDS / WARMUP / CRF (quality; CRF = the +crf rows' weight),
-# IVOLS / IBUDGETS / ISIZE / ISTEPS (interactive), TP_* (throughput).
+# IVOLS / IBUDGETS / IFLAGS / ITIMEOUT (interactive), TP_* (throughput).
 # Quality and interactive lines carry the largest-component scores too (lcc_*, lcc@).
 set -u
 OUT=${OUT:-/tmp/wss-out}
@@ -23,8 +23,17 @@ log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
   python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"; } | tee -a "$OUT/log.txt"
 has throughput && log throughput && timeout "${TP_TIMEOUT:-90}" python3 throughput.py ${TP_FLAGS:-} --device "$DEVICE" --batch "${TP_BATCH:-64}" --steps "${TP_STEPS:-40}" \
   --baseline-steps "${TP_STEPS:-30}" --size "${TP_SIZE:-256}" 2>&1 | tee -a "$OUT/throughput.txt"
-has interactive && log interactive && timeout 100 python3 interactive.py --source pack --device "$DEVICE" --volumes "${IVOLS:-3}" --budgets "${IBUDGETS:-5,15}" \
-  --size "${ISIZE:-256}" --width 16 --batch 16 --steps "${ISTEPS:-300}" 2>&1 | tee -a "$OUT/interactive.txt"
+# Interactive settings, '|'-separated, each run as its own process (each pays the device's set-up once):
+# the plugin's defaults as they are, then one press sized to the budget on this device at 96² and 128².
+IFLAGS=${IFLAGS:-"--steps 300|--batch 16 --steps-for-seconds 13.5|--size 128 --batch 16 --steps-for-seconds 13.5"}
+if has interactive; then
+  IFS='|' read -ra iconfigs <<< "$IFLAGS"
+  for flags in "${iconfigs[@]}"; do
+    log "interactive $flags" && echo "# interactive.py $flags" >> "$OUT/interactive.txt"
+    timeout "${ITIMEOUT:-150}" python3 interactive.py --source pack --device "$DEVICE" --volumes "${IVOLS:-5}" \
+      --budgets "${IBUDGETS:-5,15}" $flags 2>&1 | tee -a "$OUT/interactive.txt"
+  done
+fi
 has quality && log quality && timeout $(( end - $(date +%s) )) python3 acdc_quality.py --folds "${FOLDS:-1,2,3,4,5}" --rows "${ROWS:-full,partial,size+centroid-barrier}" \
   --extra-rows "${EXTRA:-size-barrier,size+centroid-quad,size+centroid-barrier+crf,oracle-quad,size-quad}" --extra-folds 1 \
   --device "$DEVICE" --size "${QSIZE:-256}" --width 16 --batch "${QBATCH:-32}" --steps "$STEPS" --workers "${WORKERS:-12}" \

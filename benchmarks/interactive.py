@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,9 @@ def clear_absent(labels: np.ndarray, absent: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budgets, crop_margin, calibrate=True):  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+def prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin):  # type: ignore[no-untyped-def]
+    """What pressing Train does before the first step: bounds from the priors and the scribbles,
+    the crop around the strokes, slices resized to the network. Returns (data, geometry, absent)."""
     priors = [ClassPrior("background")] + [
         ClassPrior.from_mm2(NAMES[c], tuple(ranges_mm2[c]), spacing[1:]) for c in range(1, K)
     ]
@@ -75,6 +77,30 @@ def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budg
     data, geom = prepare_volume(
         image, num_classes=K, size=cfg.size, scribbles=scribbles, size_bounds=sizes, centroid_bounds=cents, box=box
     )
+    return data, geom, absent
+
+
+def step_rate(data, cfg, seconds: float = 3.0) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Train a throw-away model on ``data`` for about ``seconds`` after its first step.
+    Returns (seconds of the first step — the process's one-off set-up on a fresh device —,
+    steady steps per second after 10 warm-up steps)."""
+    gen = train(data, replace(cfg, steps=10**6, lr_schedule="constant"))
+    t0 = time.perf_counter()
+    next(gen)
+    first = time.perf_counter() - t0
+    for _ in range(10):
+        next(gen)
+    n, t1 = 0, time.perf_counter()
+    while time.perf_counter() - t1 < seconds:
+        next(gen)
+        n += 1
+    gen.close()
+    return first, n / (time.perf_counter() - t1)
+
+
+def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budgets, crop_margin, calibrate=True):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin)
     # train() moves the state's model in place, so state.model is the live network throughout.
     state = TrainState.create(cfg, NAMES)
     gen = train(data, cfg, state=state)
@@ -125,6 +151,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--penalty", default="log-barrier")
     ap.add_argument("--steps", type=int, default=300, help="steps of one press of Train (the plugin's default)")
+    ap.add_argument(
+        "--steps-for-seconds",
+        type=float,
+        default=0,
+        help="instead of --steps: as many steps as this device runs in this many seconds (measured first)",
+    )
     ap.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"))
     ap.add_argument("--mode", default="constrained", help="constrained, partial (scribbles only)")
     ap.add_argument("--crf-weight", type=float, default=0.0)
@@ -167,15 +199,15 @@ def main() -> None:
         steps_per_epoch=20,
     )
     picks = test_vols[:: max(1, len(test_vols) // args.volumes)][: args.volumes]
-    rows = []
-    for v in picks:
+
+    def load(v):  # type: ignore[no-untyped-def]
+        """(image, scribbles, expert mask, spacing, centroid margins in source px) of volume ``v``."""
         if args.source == "pack":
-            image, scribbles, gt = pack.images[pack.volume == v], pack.scribbles[pack.volume == v], None
-            labels = pack.labels[pack.volume == v]
+            image, scribbles = pack.images[pack.volume == v], pack.scribbles[pack.volume == v]
+            gt = pack.labels[pack.volume == v]
             h, w = pack.shapes[v][1:]
             sp = pack.spacings[v]
             spacing = np.array([sp[0], sp[1] * h / pack.side, sp[2] * w / pack.side])
-            gt = labels
         else:
             from napari_wss.io import find_acdc_cases, read_nifti
 
@@ -189,7 +221,21 @@ def main() -> None:
             scribbles = read_nifti(case.scribble).data.astype(np.uint8)
             gt = read_nifti(case.gt).data.astype(np.uint8)
         scale = pack.side / np.array(image.shape[1:])  # network px of the full 256 grid per source px
-        margins_src = margins_net / scale.mean()
+        return image, scribbles, gt, spacing, margins_net / scale.mean()
+
+    sizing = {}
+    if args.steps_for_seconds > 0:
+        # One press = as many steps as this device runs in the given seconds, measured here on the
+        # first volume with a throw-away model (this also pays the process's one-off set-up).
+        image, scribbles, _, spacing, margins_src = load(picks[0])
+        data, _, _ = prepare(image, scribbles, spacing, ranges, margins_src, cfg, args.crop_margin)
+        cold, rate = step_rate(data, cfg)
+        cfg = replace(cfg, steps=max(1, int(rate * args.steps_for_seconds)))
+        sizing = {"cold_first_step_s": round(cold, 2), "steps_per_s": round(rate, 1), "steps": cfg.steps}
+        print(json.dumps(sizing), flush=True)
+    rows = []
+    for v in picks:
+        image, scribbles, gt, spacing, margins_src = load(v)
         first, dice_at, info = run_volume(
             image,
             scribbles,
@@ -226,6 +272,8 @@ def main() -> None:
                 "batch": args.batch,
                 "volumes": len(rows),
                 "source": args.source,
+                "steps_per_press": cfg.steps,
+                **sizing,
             }
         )
     )

@@ -356,6 +356,7 @@ def _train_steps(
 
     from napari_wss import metrics, training
 
+    training.after_warm_up()  # the widget's background warm-up, if still running, ends first
     if state is None:
         state = training.TrainState.create(job.config, job.class_names, priors=job.priors)
     state.priors = job.priors

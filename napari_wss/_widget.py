@@ -69,7 +69,11 @@ class WssWidget(QWidget):
         self._on_scribbles_changed(self.scribble_picker.layer())
         self.viewer.dims.events.current_step.connect(self._on_dims)
         self._sync_buttons()
-        threading.Thread(target=_warm_up, name="napari-wss-import", daemon=True).start()
+        try:
+            warm = (self.settings.config(), self.table.rowCount())
+        except InputError:  # settings a user cannot have typed yet; the real Train reports them
+            warm = None
+        threading.Thread(target=_warm_up, args=(warm,), name="napari-wss-warm-up", daemon=True).start()
 
     # ---------------------------------------------------------------- helpers
     def image_layer(self) -> Image | None:
@@ -332,12 +336,22 @@ def _file_affine(layer: Any) -> Any:
     return meta.get("affine") if isinstance(meta, dict) else None
 
 
-def _warm_up() -> None:
-    """Import torch and the training code off the GUI thread, so the first Train does not freeze."""
+def _warm_up(warm: tuple[Any, int] | None) -> None:
+    """Off the GUI thread: import torch and the training code, so the first Train does not freeze,
+    then run one throw-away step at the settings' shapes (:func:`napari_wss.training.warm_up`, at a
+    lower priority), so it does not pay the device's one-off set-up either."""
     try:
-        import napari_wss.training  # noqa: F401
-    except Exception:  # the real import on Train reports it
-        log.debug("background import failed", exc_info=True)
+        from napari_wss import _session, training
+
+        if warm is None or warm[1] < 2:
+            return
+        previous = _session._lower_priority(10)
+        try:
+            log.debug("warm-up took %.2f s", training.warm_up(*warm))
+        finally:
+            _session._restore_priority(previous)
+    except Exception:  # the real Train reports what is wrong
+        log.debug("background warm-up failed", exc_info=True)
 
 
 __all__ = ["WssWidget", "notify_error"]

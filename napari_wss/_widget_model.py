@@ -61,15 +61,17 @@ class ModelActions:
 
             data = np.asarray(image.data)
             device = w.settings.device.currentText()
-            keep = None
+            keep = marks = None
             if w.largest_component.isChecked():
                 keep = "slice" if _layers.is_stack(image.metadata) else "volume"
+                marks = _strokes_on(image, w.scribble_layer())
             worker = create_worker(
                 predict_volume,
                 w.state,
                 data,
                 device=device,
                 largest_component=keep,
+                scribbles=marks,
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )
@@ -168,3 +170,21 @@ class ModelActions:
         path = self._ask(True, "Export prediction", LABELS_FILTER, suggestion or "prediction.nii.gz")
         if path:
             self.export(path)
+
+
+def _strokes_on(image: Any, scribbles: Any) -> np.ndarray | None:
+    """A copy of the scribble layer's strokes when they lie on ``image``'s grid (same shape and,
+    for layers read from files, the same affine), else None: the cut then keeps each class's
+    largest component. A copy, so painting on while the worker predicts changes nothing there."""
+    if scribbles is None:
+        return None
+    marks = np.asarray(scribbles.data)
+    if marks.shape != np.shape(image.data) or not np.issubdtype(marks.dtype, np.integer):
+        return None
+    a, b = (getattr(layer, "metadata", {}).get("affine") for layer in (image, scribbles))
+    if a is not None and b is not None:
+        from napari_wss.io import affines_match
+
+        if not affines_match(np.asarray(a), np.asarray(b)):
+            return None
+    return marks.copy()

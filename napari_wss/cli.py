@@ -598,7 +598,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         raise InputError(f"--out {out} must end in .nii.gz, .nii or .png (a folder for a PNG folder)")
     keep = ("slice" if img.kind == "pngdir" else "volume") if args.largest_component else None
-    labels = np.asarray(predict_volume(state, img.data, device=args.device, largest_component=keep))
+    marks = None
+    if args.scribbles:
+        if keep is None:
+            raise InputError("--scribbles chooses the objects --largest-component keeps: add --largest-component")
+        marks = load_map(args.scribbles, img, what="scribbles")
+        if not np.array_equal(marks, np.round(marks)):
+            raise InputError(
+                f"scribbles {Path(args.scribbles).name} must hold whole numbers (0 = none, class c = c + 1)"
+            )
+        marks = marks.astype(np.int64)
+    labels = np.asarray(predict_volume(state, img.data, device=args.device, largest_component=keep, scribbles=marks))
     if img.kind == "pngdir":
         out.mkdir(parents=True, exist_ok=True)
         for name, lab in zip(img.names, labels):
@@ -1066,6 +1076,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--largest-component",
         action="store_true",
         help="keep only each class's largest connected object (in 3D; per image for a PNG folder)",
+    )
+    p.add_argument(
+        "--scribbles",
+        metavar="S",
+        help="with --largest-component: keep instead each class's objects that these strokes of it touch",
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)

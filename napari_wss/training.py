@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
@@ -706,6 +707,54 @@ def predict_slices(
     return torch.cat(outs)
 
 
+_warming = threading.Lock()
+
+
+def warm_up(config: TrainConfig, num_classes: int) -> float:
+    """One throw-away training step and one prediction with ``config``'s shapes on its device.
+
+    The first step a process runs pays one-off set-up: on CUDA the context, cuDNN's choice of
+    kernels for every new shape (``cudnn.benchmark``) and lazy module loading; on a CPU oneDNN's
+    kernel compilation. Run in the background while the user paints, it takes that cost off the
+    first press of Train. Random data, its own model; the global random state is restored, and
+    :func:`after_warm_up` lets a real run wait for it, so the two never interleave.
+    Returns the seconds it took.
+    """
+    from napari_wss.data import bounds_from_labels, prepare_volume
+
+    t0 = time.perf_counter()
+    with _warming:
+        device = resolve_device(config.device)
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            rng = np.random.default_rng(0)
+            n, side = max(2, config.batch_size), config.size
+            labels = rng.integers(0, num_classes, size=(n, side, side)).astype(np.uint8)
+            scribbles = np.where(rng.random(labels.shape) < 0.01, labels + 1, 0).astype(np.uint8)
+            sizes, cents = bounds_from_labels(labels, num_classes, margin=0.2)
+            data, _ = prepare_volume(
+                rng.random(labels.shape).astype(np.float32),
+                num_classes=num_classes,
+                size=side,
+                scribbles=scribbles,
+                labels=labels,
+                size_bounds=sizes,
+                centroid_bounds=cents,
+            )
+            cfg = replace(config, steps=1, preview_every=0)
+            state = TrainState.create(cfg, [f"class{c}" for c in range(num_classes)])
+            for _ in train(data, cfg, state=state):
+                pass
+            predict_slices(state.model.to(device), data.images, amp=cfg.amp, calibrate_on=data.images)
+    return time.perf_counter() - t0
+
+
+def after_warm_up() -> None:
+    """Return once a :func:`warm_up` running in another thread has finished (at once if none is)."""
+    with _warming:
+        pass
+
+
 def predict_volume(
     state: TrainState,
     image: np.ndarray,
@@ -715,6 +764,7 @@ def predict_volume(
     batch_size: int = 16,
     return_probs: bool = False,
     largest_component: str | None = None,
+    scribbles: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
 
@@ -724,6 +774,8 @@ def predict_volume(
     ``largest_component``: ``"volume"`` keeps each class's largest 3D connected component,
     ``"slice"`` its largest in every slice (a stack of separate images), None keeps everything
     (:func:`~napari_wss.postprocess.keep_largest_component`; the probabilities are not changed).
+    ``scribbles`` (the strokes on the image's grid, class c painted as c + 1): with
+    ``largest_component``, a class keeps the components its own strokes mark instead of its largest.
 
     Returns:
         uint8 labels shaped like ``image`` (and float32 probabilities ``(Z, K, Y, X)`` if asked).
@@ -736,6 +788,8 @@ def predict_volume(
         img = img[None]
     if img.ndim != 3:
         raise InputError(f"expected a 2D image or a 3D (Z, Y, X) volume, got shape {img.shape}")
+    if scribbles is not None and np.shape(scribbles) != np.shape(image):
+        raise InputError(f"the scribbles have shape {np.shape(scribbles)} but the image {np.shape(image)}")
     h, w = img.shape[1:]
     size = state.config.size
     if geometry is None:
@@ -761,7 +815,10 @@ def predict_volume(
         if probs_out is not None:
             probs_out[i : i + batch_size] = full.cpu().numpy()
     if largest_component is not None:
-        labels = keep_largest_component(labels, state.num_classes, per_slice=largest_component == "slice")
+        marks = None if scribbles is None else np.asarray(scribbles).reshape(img.shape)
+        labels = keep_largest_component(
+            labels, state.num_classes, per_slice=largest_component == "slice", scribbles=marks
+        )
     if squeeze:
         labels = labels[0]
         if probs_out is not None:

@@ -259,6 +259,15 @@ def test_train_predict_evaluate_round_trip(
     )
     assert code == 0, err
     np.testing.assert_array_equal(io.read_nifti(kept).data, keep_largest_component(written.data, 4))
+    marked = tmp_path / "marked.nii.gz"
+    strokes = phantom_files["scribbles"]
+    args = ("predict", "--model", model, "--image", phantom_files["image"], "--out", marked, "--scribbles", strokes)
+    code, _, err = run(capsys, *args)
+    assert_one_line_error(code, err, "--scribbles chooses the objects", "--largest-component")
+    code, _, err = run(capsys, *args, "--largest-component")
+    assert code == 0, err
+    want = keep_largest_component(written.data, 4, scribbles=io.read_nifti(strokes).data.astype(np.int64))
+    np.testing.assert_array_equal(io.read_nifti(marked).data, want)
 
     # Existing output and the source itself are refused.
     code, _, err = run(capsys, "predict", "--model", model, "--image", phantom_files["image"], "--out", pred)

@@ -1,4 +1,4 @@
-"""Largest-component post-processing and the absence rule, on hand-built label maps."""
+"""Island removal (largest or marked components) and the absence rule, on hand-built label maps."""
 
 from __future__ import annotations
 
@@ -70,6 +70,32 @@ def test_rejects_other_dimensions() -> None:
         keep_largest_component(np.zeros(4, dtype=np.uint8), 2)
 
 
+def test_strokes_keep_the_object_they_mark_over_a_larger_stray() -> None:
+    lab = np.zeros((2, 8, 8), dtype=np.uint8)
+    lab[:, 0:2, 0:2] = 1  # class 1, 8 voxels: the object the user marked
+    lab[:, 4:8, 4:8] = 1  # class 1, 32 voxels: a larger stray
+    lab[0, 0, 7] = 1  # class 1, a second unmarked stray
+    lab[:, 0:2, 5] = 2  # class 2, two objects, neither marked: its largest stays
+    lab[1, 7, 0] = 2
+    scr = np.zeros_like(lab)
+    scr[1, 1, 1] = 2  # a class-1 stroke (class c painted as c + 1) on the small object
+    scr[0, 4, 0] = 3  # a class-2 stroke on the background: marks no class-2 object
+    out = keep_largest_component(lab, 3, scribbles=scr)
+    want = lab.copy()
+    want[:, 4:8, 4:8] = 0
+    want[0, 0, 7] = 0
+    want[1, 7, 0] = 0
+    np.testing.assert_array_equal(out, want)
+    # Strokes on two objects keep both; per image, each slice is marked by its own strokes only.
+    scr[0, 6, 6] = 2
+    assert (keep_largest_component(lab, 3, scribbles=scr) == 1).sum() == 8 + 32
+    per_image = keep_largest_component(lab, 3, per_slice=True, scribbles=scr)
+    assert per_image[0, 5, 5] == 1 and per_image[0, 0, 0] == 0  # slice 0: the stroke at (6, 6)
+    assert per_image[1, 0, 0] == 1 and per_image[1, 5, 5] == 0  # slice 1: the stroke at (1, 1)
+    with pytest.raises(ValueError, match="scribbles have shape"):
+        keep_largest_component(lab, 3, scribbles=scr[0])
+
+
 def test_absent_classes_follow_the_bounds_rules() -> None:
     scr = np.zeros((3, 4, 4), dtype=np.uint8)
     scr[0, 0, 0] = 1  # slice 0: background only → classes 1 and 2 absent
@@ -103,3 +129,17 @@ def test_properties_on_random_maps(shape: tuple[int, int, int], k: int, seed: in
             assert after.sum() == np.bincount(comps.ravel())[1:].max()
     assert np.all((out != lab) <= (out == 0))  # what is removed becomes background
     np.testing.assert_array_equal(keep_largest_component(out, k), out)  # idempotent
+
+    scr = np.random.default_rng(seed + 1).integers(0, k + 1, size=shape) * (
+        np.random.default_rng(seed + 2).random(shape) < 0.1
+    )
+    marked = keep_largest_component(lab, k, scribbles=scr)
+    assert np.all((marked != lab) <= (marked == 0))
+    for c in range(1, k):
+        comps = ndimage.label(lab == c, structure=full)[0]
+        hit = set(np.unique(comps[scr == c + 1])) - {0}
+        kept = set(np.unique(comps[marked == c])) - {0}
+        if hit:
+            assert kept == hit  # exactly the objects its strokes touch
+        else:
+            np.testing.assert_array_equal(marked == c, out == c)  # no stroke inside: the largest, as before

@@ -319,3 +319,23 @@ def test_predict_volume_largest_component_post_processes_the_labels_only() -> No
     np.testing.assert_array_equal(one, keep_largest_component(predict_volume(state, ph.image[1]), 4))
     with pytest.raises(InputError, match="largest_component must be one of"):
         predict_volume(state, ph.image, largest_component="3d")
+    # The volume's own strokes choose which objects stay (2D too); they must lie on the image's grid.
+    marked = predict_volume(state, ph.image, largest_component="volume", scribbles=ph.scribbles)
+    np.testing.assert_array_equal(marked, keep_largest_component(raw, 4, scribbles=ph.scribbles))
+    one = predict_volume(state, ph.image[1], largest_component="slice", scribbles=ph.scribbles[1])
+    raw_2d = predict_volume(state, ph.image[1])
+    np.testing.assert_array_equal(one, keep_largest_component(raw_2d, 4, scribbles=ph.scribbles[1]))
+    with pytest.raises(InputError, match="scribbles have shape"):
+        predict_volume(state, ph.image, largest_component="volume", scribbles=ph.scribbles[1])
+
+
+@pytest.mark.parametrize("mode", ["constrained", "full", "partial", "priors"])
+def test_warm_up_runs_a_step_at_the_settings_shapes_and_leaves_the_random_state(mode: str) -> None:
+    from napari_wss import training
+
+    before = torch.get_rng_state()
+    cfg = TrainConfig(mode=mode, penalty="none" if mode in ("full", "partial") else "log-barrier", **SMALL)
+    seconds = training.warm_up(cfg, 3)
+    assert seconds > 0
+    assert torch.equal(torch.get_rng_state(), before)  # a real run seeded before it draws the same numbers
+    training.after_warm_up()  # nothing running: returns at once

@@ -112,10 +112,11 @@ def build_layout(w: WssWidget) -> None:
         run.addWidget(b, 1, i)
     run.addWidget(w.save_button, 2, 0)
     run.addWidget(w.load_button, 2, 1)
-    w.largest_component = QCheckBox("largest component")
-    w.largest_component.setChecked(True)  # measured on ACDC: see benchmarks/interactive.py (lcc@)
+    w.largest_component = QCheckBox("remove islands")
+    w.largest_component.setChecked(True)  # measured on ACDC: see benchmarks/interactive.py (lcc@, marked@)
     w.largest_component.setToolTip(
-        "Predict volume keeps only each class's largest connected object (3D; per image for a PNG folder). "
+        "Predict volume keeps, per class, the connected objects your strokes of that class touch, or its "
+        "largest object where none does; the rest becomes background (3D; per image for a PNG folder). "
         "Right for one heart, wrong for many cells."
     )
     run.addWidget(w.largest_component, 2, 2)

@@ -113,15 +113,17 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     assert widget.settings.width.value() == trained.config.width
 
     raw = training.predict_volume(loaded, viewer.layers["cardiac phantom"].data)
-    for keep in (True, False):  # on by default: each class's largest 3D object
+    strokes = widget.scribble_layer().data.copy()
+    for keep in (True, False):  # on by default: each class's marked (else largest) 3D objects
         assert widget.largest_component.isChecked() is keep
         widget.prediction_layer.data[...] = 0
         worker = widget.model.predict()
         with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
             pass
-        expected = keep_largest_component(raw, 4) if keep else raw
+        expected = keep_largest_component(raw, 4, scribbles=strokes) if keep else raw
         np.testing.assert_array_equal(widget.prediction_layer.data, expected)
         widget.largest_component.setChecked(False)
+    np.testing.assert_array_equal(widget.scribble_layer().data, strokes)  # prediction never paints there
 
     # A loaded model continues training.
     gui.train_and_wait(widget)

@@ -15,6 +15,8 @@ before a budget is scored at its end for that budget.
     python benchmarks/interactive.py --volumes 5 --budgets 10,30,60               # CPU, real NIfTI
     python benchmarks/interactive.py --size 128 --steps 1000000 --lr-schedule constant --no-bn-calibration
     python benchmarks/interactive.py --source pack --device cuda --budgets 5,15   # GPU, packed data
+    python benchmarks/interactive.py --source pack --device cuda --budgets 5,15 --batch 16 --steps-for-seconds 13.5
+    python benchmarks/interactive.py --volumes 1 --budgets 10 --warm-up    # first press after the warm-up
 
 Prints one JSON line per volume and the medians.
 """

@@ -135,3 +135,45 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     np.testing.assert_allclose(back.affine, viewer.layers["cardiac phantom"].metadata["affine"])
     np.testing.assert_array_equal(np.asarray(back.dataobj).transpose(2, 1, 0), widget.prediction_layer.data)
     assert not notes.errors(), notes
+
+
+def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gui, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget("phantom", steps=2)
+    gui.train_and_wait(widget)
+    seen: dict[str, object] = {}
+    real = training.predict_volume
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "predict_volume", spy)
+    for keep in (True, False):
+        widget.largest_component.setChecked(keep)
+        with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+            pass
+        strokes = seen["scribbles"]
+        if keep:
+            assert seen["largest_component"] == "volume"
+            assert isinstance(strokes, np.ndarray) and strokes is not widget.scribble_layer().data
+            np.testing.assert_array_equal(strokes, widget.scribble_layer().data)
+        else:
+            assert seen["largest_component"] is None and strokes is None
+
+
+def test_strokes_off_the_image_grid_are_not_used() -> None:
+    from types import SimpleNamespace
+
+    from napari_wss._widget_model import _strokes_on
+
+    eye, moved = np.eye(4), np.eye(4)
+    moved[0, 3] = 5.0  # 5 mm off
+    img = SimpleNamespace(data=np.zeros((2, 8, 8)), metadata={"affine": eye})
+    strokes = np.ones((2, 8, 8), dtype=np.uint8)
+    assert _strokes_on(img, None) is None
+    assert _strokes_on(img, SimpleNamespace(data=strokes[0], metadata={})) is None  # another shape
+    assert _strokes_on(img, SimpleNamespace(data=strokes, metadata={"affine": moved})) is None  # another grid
+    assert _strokes_on(img, SimpleNamespace(data=strokes.astype(float), metadata={})) is None  # not labels
+    same = _strokes_on(img, SimpleNamespace(data=strokes, metadata={"affine": eye}))
+    assert same is not None and same is not strokes
+    np.testing.assert_array_equal(same, strokes)

@@ -339,3 +339,29 @@ def test_warm_up_runs_a_step_at_the_settings_shapes_and_leaves_the_random_state(
     assert seconds > 0
     assert torch.equal(torch.get_rng_state(), before)  # a real run seeded before it draws the same numbers
     training.after_warm_up()  # nothing running: returns at once
+
+
+def test_after_warm_up_waits_for_a_running_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from napari_wss import training
+
+    started, release, waited = threading.Event(), threading.Event(), threading.Event()
+    real_train = training.train
+
+    def held_train(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.set()
+        release.wait(10)
+        return (yield from real_train(*args, **kwargs))
+
+    monkeypatch.setattr(training, "train", held_train)
+    warm = threading.Thread(target=training.warm_up, args=(TrainConfig(**SMALL), 2))
+    warm.start()
+    assert started.wait(30)
+    waiter = threading.Thread(target=lambda: (training.after_warm_up(), waited.set()))
+    waiter.start()
+    assert not waited.wait(0.5)  # a Train pressed now waits ...
+    release.set()
+    assert waited.wait(60)  # ... until the warm-up has finished
+    warm.join(60)
+    waiter.join(60)

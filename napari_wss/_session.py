@@ -167,6 +167,7 @@ class TrainJob:
     scribbles: np.ndarray  # (Z, Y, X) source, a copy: the bounds rules read it, nobody writes it
     labels: np.ndarray | None  # (Z, Y, X) source ground truth for Dice, or None
     absent: tuple[tuple[int, int], ...] = ()
+    islands: str | None = None  # previews remove islands as Predict volume does: "volume", "slice" or None
 
     @property
     def n_slices(self) -> int:
@@ -186,13 +187,20 @@ def build_job(
     labels: np.ndarray | None = None,
     absent: Sequence[tuple[int, int]] = (),
     crop: bool = False,
+    islands: str | None = None,
 ) -> TrainJob:
     """Slices at network resolution with their bounds (source pixels → network pixels).
 
     ``crop`` trains on a square around the foreground scribbles (faster on a CPU, finer for small
-    structures); predictions outside it are background.
+    structures); predictions outside it are background. ``islands`` (``"volume"`` or ``"slice"``):
+    previews that show every slice keep, per class, the objects its strokes touch (its largest
+    where they touch none), as Predict volume does (:func:`~napari_wss.postprocess.keep_largest_component`).
     """
     from napari_wss import data
+    from napari_wss.postprocess import LARGEST_COMPONENT
+
+    if islands not in (None, *LARGEST_COMPONENT):
+        raise InputError(f"islands must be one of {LARGEST_COMPONENT} or None, got {islands!r}")
 
     img = as_volume(image, "image")
     scr = np.array(as_volume(scribbles, "scribbles"), dtype=np.uint8, copy=True)
@@ -215,7 +223,7 @@ def build_job(
     )
     names = tuple(p.name for p in priors)
     config = config.with_(preview_every=0)
-    return TrainJob(ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent))
+    return TrainJob(ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent), islands)
 
 
 def network_bounds(job: TrainJob, priors: Sequence[ClassPrior], absent: Sequence[tuple[int, int]]) -> BoundsUpdate:
@@ -355,6 +363,7 @@ def _train_steps(
     import torch
 
     from napari_wss import metrics, training
+    from napari_wss.postprocess import keep_largest_component
 
     training.after_warm_up()  # the widget's background warm-up, if still running, ends first
     if state is None:
@@ -396,6 +405,10 @@ def _train_steps(
                 )
                 small = probs.argmax(1).to(torch.uint8).cpu().numpy()
                 frame = job.geometry.labels_to_source(small)
+                if job.islands is not None and len(rows) == job.n_slices:  # 3D objects need every slice
+                    frame = keep_largest_component(
+                        frame, len(job.class_names), per_slice=job.islands == "slice", scribbles=job.scribbles
+                    )
                 if job.labels is not None:
                     dice = metrics.dice_per_class(frame, job.labels[rows], len(job.class_names))
                 cost = time.perf_counter() - now

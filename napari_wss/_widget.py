@@ -169,6 +169,7 @@ class WssWidget(QWidget):
             labels=self._ground_truth(img.shape, len(priors)),
             absent=self.table.absent_pairs(),
             crop=self.settings.crop.isChecked(),
+            islands=self.model.islands(image),
         )
         if state is None:
             state = training.TrainState.create(job.config, job.class_names, priors=job.priors)

@@ -40,6 +40,13 @@ class ModelActions:
         w.load_button.setEnabled(not busy)
         w.export_button.setEnabled(w.prediction_layer is not None and not busy)
 
+    def islands(self, image: Any) -> str | None:
+        """How Predict volume and the previews remove islands on ``image``: per image for a stack of
+        separate images, in 3D otherwise, or not at all (the checkbox unticked)."""
+        if not self.w.largest_component.isChecked():
+            return None
+        return "slice" if _layers.is_stack(image.metadata) else "volume"
+
     def _guard(self) -> None:
         if self.w.runner.running:
             raise InputError("training is running: stop it first")
@@ -61,10 +68,8 @@ class ModelActions:
 
             data = np.asarray(image.data)
             device = w.settings.device.currentText()
-            keep = marks = None
-            if w.largest_component.isChecked():
-                keep = "slice" if _layers.is_stack(image.metadata) else "volume"
-                marks = _strokes_on(image, w.scribble_layer())
+            keep = self.islands(image)
+            marks = _strokes_on(image, w.scribble_layer()) if keep else None
             worker = create_worker(
                 predict_volume,
                 w.state,

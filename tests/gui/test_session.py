@@ -123,3 +123,25 @@ def test_background_bounds_follow_the_crop_box() -> None:
     assert np.isnan(out[1, 0]).all() and (out[:, 1] == sizes[:, 1]).all()
     np.testing.assert_allclose(_session.background_in_box(sizes, (40, 30), (-10, 30, -5, 35))[0, 0], [1300, 1350])
     assert _session.background_in_box(sizes, (40, 30), None) is sizes
+
+
+def test_previews_remove_islands_as_predict_volume_does(phantom) -> None:  # type: ignore[no-untyped-def]
+    from scipy import ndimage
+
+    img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
+    with pytest.raises(InputError, match="islands must be one of"):
+        _session.build_job(img, scr, _priors(), CFG, islands="3d")
+    frames = {}
+    for islands in (None, "volume"):
+        job = _session.build_job(img, scr, _priors(), CFG.with_(steps=1), islands=islands)
+        control = _session.RunControl(preview_interval=0.0, nice=0)
+        frames[islands] = next(_session.run_training(job, None, control)).frame
+    raw, kept = frames[None], frames["volume"]
+    assert raw.shape == kept.shape == img.shape  # every slice previewed: the 3D cut applies
+    full = ndimage.generate_binary_structure(3, 3)
+    for c in range(1, 4):
+        assert np.all((kept == c) <= (raw == c))  # only removes
+        comps, n = ndimage.label(kept == c, structure=full)
+        marked = set(np.unique(comps[scr == c + 1])) - {0}
+        assert n <= 1 or marked == set(range(1, n + 1))  # one object, or only objects the strokes touch
+    assert (raw != kept).any()  # an untrained network paints islands: the test sees the cut at work

@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--penalty", default="log-barrier")
+    ap.add_argument("--penalty", default="quadratic", help="the widget's default since 2026-11-27 (log-barrier before)")
     ap.add_argument("--steps", type=int, default=300, help="steps of one press of Train (the plugin's default)")
     ap.add_argument(
         "--steps-for-seconds",

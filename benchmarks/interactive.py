@@ -152,6 +152,9 @@ def main() -> None:
     ap.add_argument("--source", choices=("nifti", "pack"), default="nifti")
     ap.add_argument("--pack", type=Path, default=DEFAULT_PACK)
     ap.add_argument("--volumes", type=int, default=5, help="how many test volumes (from patients 81–100)")
+    ap.add_argument(
+        "--phase", choices=("any", "ED", "ES"), default="any", help="pick among these frames (any: evenly over all)"
+    )
     ap.add_argument("--budgets", default="10,30,60")
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--width", type=int, default=16)
@@ -211,6 +214,8 @@ def main() -> None:
         centroid_weight=weights[1],
         steps_per_epoch=20,
     )
+    if args.phase != "any":
+        test_vols = [v for v in test_vols if pack.phases[v] == args.phase]
     picks = test_vols[:: max(1, len(test_vols) // args.volumes)][: args.volumes]
 
     def load(v):  # type: ignore[no-untyped-def]

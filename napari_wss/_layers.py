@@ -104,6 +104,12 @@ def nifti_metadata(
     return meta
 
 
+def file_affine(layer: Any) -> Any:
+    """The NIfTI affine a layer was read with (``metadata["affine"]``), or None."""
+    meta = getattr(layer, "metadata", None)
+    return meta.get("affine") if isinstance(meta, Mapping) else None
+
+
 def is_stack(metadata: Mapping | None) -> bool:
     """Whether a layer's slices are separate 2D images (``wss`` metadata ``stack``)."""
     wss = metadata.get("wss") if isinstance(metadata, Mapping) else None

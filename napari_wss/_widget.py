@@ -152,8 +152,8 @@ class WssWidget(QWidget):
             config,
             image_name=getattr(image, "name", ""),
             scribble_name=getattr(scribbles, "name", ""),
-            image_affine=_file_affine(image),
-            scribble_affine=_file_affine(scribbles),
+            image_affine=_layers.file_affine(image),
+            scribble_affine=_layers.file_affine(scribbles),
         )
         state = self.state
         if state is not None and state.num_classes != len(priors):
@@ -329,12 +329,6 @@ class WssWidget(QWidget):
         if not running:
             self.pause_button.setText("Pause")
         self.model.sync(running)
-
-
-def _file_affine(layer: Any) -> Any:
-    """The NIfTI affine a layer was read with (``metadata["affine"]``), or None."""
-    meta = getattr(layer, "metadata", None)
-    return meta.get("affine") if isinstance(meta, dict) else None
 
 
 def _warm_up(warm: tuple[Any, int] | None) -> None:

@@ -186,7 +186,7 @@ def _strokes_on(image: Any, scribbles: Any) -> np.ndarray | None:
     marks = np.asarray(scribbles.data)
     if marks.shape != np.shape(image.data) or not np.issubdtype(marks.dtype, np.integer):
         return None
-    a, b = (getattr(layer, "metadata", {}).get("affine") for layer in (image, scribbles))
+    a, b = _layers.file_affine(image), _layers.file_affine(scribbles)
     if a is not None and b is not None:
         from napari_wss.io import affines_match
 

@@ -602,12 +602,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.scribbles:
         if keep is None:
             raise InputError("--scribbles chooses the objects --largest-component keeps: add --largest-component")
-        marks = load_map(args.scribbles, img, what="scribbles")
-        if not np.array_equal(marks, np.round(marks)):
-            raise InputError(
-                f"scribbles {Path(args.scribbles).name} must hold whole numbers (0 = none, class c = c + 1)"
-            )
-        marks = marks.astype(np.int64)
+        from napari_wss.data import check_scribbles
+
+        marks = check_scribbles(load_map(args.scribbles, img, what="scribbles"), state.num_classes)
     labels = np.asarray(predict_volume(state, img.data, device=args.device, largest_component=keep, scribbles=marks))
     if img.kind == "pngdir":
         out.mkdir(parents=True, exist_ok=True)

@@ -9,14 +9,17 @@ clock): as predicted (``dice@``), with each class cut to its largest 3D connecte
 (``absent@``), and with each class cut to the components its own strokes touch, the largest where
 none does (``marked@``, the plugin's Predict volume default). Size ranges come from
 the other patients' masks (a user's textbook knowledge), absence and centroid boxes from the
-volume's own scribbles. The defaults are the plugin's (one press of Train); a run whose steps end
-before a budget is scored at its end for that budget.
+volume's own scribbles (``--oracle-sizes``: each slice's true sizes instead, an upper reference).
+At the last budget each class's Dice and volume over the expert's (``myo@``, ``myo_vol@``, …) are
+printed for Predict volume's output. The defaults are the plugin's (one press of Train); a run
+whose steps end before a budget is scored at its end for that budget.
 
     python benchmarks/interactive.py --volumes 5 --budgets 10,30,60               # CPU, real NIfTI
     python benchmarks/interactive.py --size 128 --steps 1000000 --lr-schedule constant --no-bn-calibration
     python benchmarks/interactive.py --source pack --device cuda --budgets 5,15   # GPU, packed data
     python benchmarks/interactive.py --source pack --device cuda --budgets 5,15 --batch 16 --steps-for-seconds 13.5
     python benchmarks/interactive.py --volumes 1 --budgets 10 --warm-up    # first press after the warm-up
+    python benchmarks/interactive.py --volumes 5 --oracle-sizes 0.1 --penalty-warmup 0   # true sizes ± 10 %
 
 Prints one JSON line per volume and the medians.
 """
@@ -34,12 +37,13 @@ import torch
 from acdc_pack import DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_pack
 
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
-from napari_wss.data import bounds_from_priors, crop_around, prepare_volume
+from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume
 from napari_wss.metrics import score_volume
 from napari_wss.postprocess import keep_largest_component
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
 
 NAMES = ("background", "RV", "myocardium", "LV")
+SHORT = ("RV", "myo", "LV")  # the per-class columns
 
 
 def scribble_boxes(scribbles: np.ndarray, margins: np.ndarray) -> np.ndarray:
@@ -66,14 +70,20 @@ def clear_absent(labels: np.ndarray, absent: np.ndarray) -> np.ndarray:
     return out
 
 
-def prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin):  # type: ignore[no-untyped-def]
+def prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin, oracle=None):  # type: ignore[no-untyped-def]
     """What pressing Train does before the first step: bounds from the priors and the scribbles,
-    the crop around the strokes, slices resized to the network. Returns (data, geometry, absent)."""
+    the crop around the strokes, slices resized to the network. Returns (data, geometry, absent).
+
+    ``oracle`` = (expert mask, margin): train with every slice's true class sizes ± margin instead
+    of the textbook ranges (the seed's oracle setting, an upper reference no user has)."""
     priors = [ClassPrior("background")] + [
         ClassPrior.from_mm2(NAMES[c], tuple(ranges_mm2[c]), spacing[1:]) for c in range(1, K)
     ]
     sizes, _ = bounds_from_priors(priors, image.shape[0], image.shape[1:], scribbles=scribbles)
     absent = sizes[..., 1] == 0  # (Z, K): where the scribbles say a class is not
+    if oracle is not None:
+        sizes, _ = bounds_from_labels(oracle[0], K, margin=oracle[1])
+        sizes[:, 0] = np.nan  # no bound on the background, as with the ranges
     cents = scribble_boxes(scribbles, margins_src)
     cents[absent] = np.nan
     box = crop_around(scribbles, margin=crop_margin) if crop_margin >= 0 else None
@@ -101,9 +111,12 @@ def step_rate(data, cfg, seconds: float = 3.0) -> tuple[float, float]:  # type: 
     return first, n / (time.perf_counter() - t1)
 
 
-def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budgets, crop_margin, calibrate=True):  # type: ignore[no-untyped-def]
+def run_volume(  # type: ignore[no-untyped-def]
+    image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budgets, crop_margin, calibrate=True, oracle=None
+):
     start = time.perf_counter()
-    data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin)
+    truth = None if oracle is None else (gt, oracle)
+    data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin, truth)
     # train() moves the state's model in place, so state.model is the live network throughout.
     state = TrainState.create(cfg, NAMES)
     gen = train(data, cfg, state=state)
@@ -115,7 +128,8 @@ def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budg
     def score() -> tuple[float, ...]:
         """Mean Dice: as predicted; each class cut to its largest 3D component; classes the
         scribbles mark absent cleared from their slices; each class cut to the 3D components its
-        own strokes touch (the largest where none does: the plugin's Predict volume)."""
+        own strokes touch (the largest where none does: the plugin's Predict volume). Then, for
+        Predict volume's output, each class's Dice and its volume over the expert's."""
         pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
         variants = (
             pred,
@@ -123,7 +137,11 @@ def run_volume(image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budg
             clear_absent(pred, absent),
             keep_largest_component(pred, K, scribbles=scribbles),
         )
-        return tuple(float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for p in variants)
+        means = tuple(float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for p in variants)
+        marked = variants[-1]
+        per_class = score_volume(marked, gt, K, spacing).dice[1:]
+        ratio = [(marked == c).sum() / max(1, (gt == c).sum()) for c in range(1, K)]
+        return means + tuple(float(d) for d in per_class) + tuple(float(r) for r in ratio)
 
     for _ in gen:
         if first_preview is None:
@@ -173,7 +191,19 @@ def main() -> None:
     ap.add_argument("--crf-weight", type=float, default=0.0)
     ap.add_argument("--entropy-weight", type=float, default=0.0)
     ap.add_argument("--depth", type=int, default=4)
-    ap.add_argument("--penalty-warmup", type=int, default=0, help="steps over which the prior terms grow from 0")
+    ap.add_argument(
+        "--penalty-warmup",
+        type=int,
+        default=100,
+        help="steps over which the prior terms grow from 0 (the widget's default; 0 before 2026-11-27's last runs)",
+    )
+    ap.add_argument(
+        "--oracle-sizes",
+        type=float,
+        default=None,
+        metavar="MARGIN",
+        help="upper reference: per-slice sizes from the expert mask ± MARGIN (0.1 = the seed's ±10 %%)",
+    )
     ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
     ap.add_argument(
@@ -269,7 +299,9 @@ def main() -> None:
             budgets,
             args.crop_margin,
             calibrate=not args.no_bn_calibration,
+            oracle=args.oracle_sizes,
         )
+        last = max(dice_at)
         row = {
             "patient": int(pack.patients[v]),
             "phase": str(pack.phases[v]),
@@ -278,6 +310,9 @@ def main() -> None:
             **{f"lcc@{b}s": round(d[1], 4) for b, d in dice_at.items()},
             **{f"absent@{b}s": round(d[2], 4) for b, d in dice_at.items()},
             **{f"marked@{b}s": round(d[3], 4) for b, d in dice_at.items()},
+            # Predict volume at the last budget, per class: Dice, then volume / the expert's volume
+            **{f"{n}@{last}s": round(d, 4) for n, d in zip(SHORT, dice_at[last][4 : 4 + K - 1])},
+            **{f"{n}_vol@{last}s": round(r, 2) for n, r in zip(SHORT, dice_at[last][3 + K :])},
             **info,
         }
         rows.append(row)
@@ -295,6 +330,9 @@ def main() -> None:
                 "volumes": len(rows),
                 "source": args.source,
                 "steps_per_press": cfg.steps,
+                "penalty": str(cfg.penalty.value),
+                "penalty_warmup": cfg.penalty_warmup,
+                **({"oracle_sizes": args.oracle_sizes} if args.oracle_sizes is not None else {}),
                 **sizing,
             }
         )

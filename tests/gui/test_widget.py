@@ -7,7 +7,8 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_wss._qt.class_table import ABSENT, CENTROID, SIZE_HI, SIZE_LO
-from napari_wss.config import DEFAULT_CLASS_NAMES
+from napari_wss._qt.settings import WARMUP
+from napari_wss.config import DEFAULT_CLASS_NAMES, TrainConfig
 
 pytestmark = pytest.mark.gui
 
@@ -142,6 +143,9 @@ def test_demo_opens_the_phantom_with_the_widget_docked(make_napari_viewer, monke
 def test_penalty_warmup_setting_reaches_the_config_and_comes_back(make_widget) -> None:  # type: ignore[no-untyped-def]
     _viewer, widget = make_widget()
     settings = widget.settings
+    # The widget warms the penalties up by default (tight bounds at full weight empty structures);
+    # the library keeps the papers' 0.
+    assert settings.config().penalty_warmup == WARMUP > 0 == TrainConfig().penalty_warmup
     settings.warmup.setValue(120)
     config = settings.config()
     assert config.penalty_warmup == 120

@@ -11,7 +11,9 @@ none does (``marked@``, the plugin's Predict volume default). Size ranges come f
 the other patients' masks (a user's textbook knowledge), absence and centroid boxes from the
 volume's own scribbles (``--oracle-sizes``: each slice's true sizes instead, an upper reference).
 At the last budget each class's Dice and volume over the expert's (``myo@``, ``myo_vol@``, …) are
-printed for Predict volume's output. The defaults are the plugin's (one press of Train); a run
+printed for Predict volume's output. ``--corrections`` then simulates the plugin's loop: one
+correction stroke per slice along the biggest mistake, a second press continuing the model
+(``fix_`` columns, scored at its end). The defaults are the plugin's (one press of Train); a run
 whose steps end before a budget is scored at its end for that budget.
 
     python benchmarks/interactive.py --volumes 5 --budgets 10,30,60               # CPU, real NIfTI
@@ -20,6 +22,7 @@ whose steps end before a budget is scored at its end for that budget.
     python benchmarks/interactive.py --source pack --device cuda --budgets 5,15 --batch 16 --steps-for-seconds 13.5
     python benchmarks/interactive.py --volumes 1 --budgets 10 --warm-up    # first press after the warm-up
     python benchmarks/interactive.py --volumes 5 --oracle-sizes 0.1 --penalty-warmup 0   # true sizes ± 10 %
+    python benchmarks/interactive.py --volumes 5 --budgets 60 --corrections   # + one round of correction strokes
 
 Prints one JSON line per volume and the medians.
 """
@@ -162,7 +165,59 @@ def run_volume(  # type: ignore[no-untyped-def]
     if remaining:  # the run's steps ended before the last budget: the final model counts for the rest
         final = score()
         dice_at.update({b: final for b in remaining})
-    return first_preview, dice_at, {"steps": state.step, "train_s": round(done, 1)}
+    return first_preview, dice_at, {"steps": state.step, "train_s": round(done, 1)}, (state, geom)
+
+
+def correction_strokes(pred: np.ndarray, gt: np.ndarray, scribbles: np.ndarray, min_px: int = 20) -> np.ndarray:
+    """The scribbles plus one simulated correction stroke on every slice that has strokes: the
+    skeleton of the slice's largest wrong region (pixels of one expert class predicted as another,
+    at least ``min_px``), painted with the expert's class where nothing is painted yet — a user
+    tracing the biggest mistake after a press. Scribble encoding: class c is c + 1."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    out = scribbles.copy()
+    for z in range(pred.shape[0]):
+        if not scribbles[z].any():
+            continue
+        best, best_n, best_c = None, min_px - 1, -1
+        for c in range(K):
+            regions, n = ndimage.label((gt[z] == c) & (pred[z] != c))
+            if n == 0:
+                continue
+            counts = np.bincount(regions.ravel())[1:]
+            if counts.max() > best_n:
+                best, best_n, best_c = regions == counts.argmax() + 1, int(counts.max()), c
+        if best is not None:
+            out[z][skeletonize(best) & (out[z] == 0)] = best_c + 1
+    return out
+
+
+def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, crop_margin, oracle):  # type: ignore[no-untyped-def]
+    """After the press: Predict volume, one simulated correction stroke per slice, a second press
+    of the same length continuing the model (as Train does in the plugin: bounds and crop from the
+    new strokes), Predict volume again. Returns the row's ``fix`` columns."""
+    device = next(state.model.parameters()).device
+    before = keep_largest_component(predict_volume(state, image, geometry=geom, device=device), K, scribbles=scribbles)
+    fixed = correction_strokes(before, gt, scribbles)
+    t0 = time.perf_counter()
+    truth = None if oracle is None else (gt, oracle)
+    data, geom2, _ = prepare(image, fixed, spacing, ranges_mm2, margins_src, cfg, crop_margin, truth)
+    for _ in train(data, cfg, state=state):
+        pass
+    calibrate_batchnorm(state.model, data.images)
+    seconds = time.perf_counter() - t0
+    pred = predict_volume(state, image, geometry=geom2, device=device)
+    after = keep_largest_component(pred, K, scribbles=fixed)
+    per_class = score_volume(after, gt, K, spacing).dice[1:]
+    return {
+        "fix_stroke_px": int((fixed != scribbles).sum()),
+        "fix_stroke_share": round(float((fixed != scribbles).sum() / max(1, (scribbles > 0).sum())), 3),
+        "fix_dice": round(float(np.nanmean(score_volume(pred, gt, K, spacing).dice[1:])), 4),
+        "fix_marked": round(float(np.nanmean(per_class)), 4),
+        **{f"fix_{n}": round(float(d), 4) for n, d in zip(SHORT, per_class)},
+        "fix_train_s": round(seconds, 1),
+    }
 
 
 def main() -> None:
@@ -203,6 +258,11 @@ def main() -> None:
         default=None,
         metavar="MARGIN",
         help="upper reference: per-slice sizes from the expert mask ± MARGIN (0.1 = the seed's ±10 %%)",
+    )
+    ap.add_argument(
+        "--corrections",
+        action="store_true",
+        help="after the press: one simulated correction stroke per slice, then a second press (fix_ columns)",
     )
     ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
@@ -288,7 +348,7 @@ def main() -> None:
     rows = []
     for v in picks:
         image, scribbles, gt, spacing, margins_src = load(v)
-        first, dice_at, info = run_volume(
+        first, dice_at, info, (state, geom) = run_volume(
             image,
             scribbles,
             gt,
@@ -301,6 +361,22 @@ def main() -> None:
             calibrate=not args.no_bn_calibration,
             oracle=args.oracle_sizes,
         )
+        if args.corrections:
+            info.update(
+                correction_round(
+                    state,
+                    geom,
+                    image,
+                    scribbles,
+                    gt,
+                    spacing,
+                    ranges,
+                    margins_src,
+                    cfg,
+                    args.crop_margin,
+                    args.oracle_sizes,
+                )
+            )
         last = max(dice_at)
         row = {
             "patient": int(pack.patients[v]),

@@ -24,8 +24,10 @@ log() { echo "== $(date +%T) $*" | tee -a "$OUT/log.txt"; }
 has throughput && log throughput && timeout "${TP_TIMEOUT:-90}" python3 throughput.py ${TP_FLAGS:-} --device "$DEVICE" --batch "${TP_BATCH:-64}" --steps "${TP_STEPS:-40}" \
   --baseline-steps "${TP_STEPS:-30}" --size "${TP_SIZE:-256}" 2>&1 | tee -a "$OUT/throughput.txt"
 # Interactive settings, '|'-separated, each run as its own process (each pays the device's set-up once):
-# the plugin's defaults as they are, then one press sized to the budget on this device at 96² and 128².
-IFLAGS=${IFLAGS:-"--steps 300|--batch 16 --steps-for-seconds 13.5|--size 128 --batch 16 --steps-for-seconds 13.5"}
+# the plugin's defaults after its background warm-up (the first press of a fresh process), one
+# press sized to the budget on this device at 96² batch 16, and the defaults' press followed by
+# one round of simulated correction strokes and a second press (fix_ columns).
+IFLAGS=${IFLAGS:-"--warm-up --steps 300|--batch 16 --steps-for-seconds 13.5|--steps 300 --budgets 15 --corrections"}
 if has interactive; then
   IFS='|' read -ra iconfigs <<< "$IFLAGS"
   for flags in "${iconfigs[@]}"; do

@@ -348,35 +348,12 @@ def main() -> None:
     rows = []
     for v in picks:
         image, scribbles, gt, spacing, margins_src = load(v)
+        volume = (image, scribbles, gt, spacing, ranges, margins_src, cfg)
         first, dice_at, info, (state, geom) = run_volume(
-            image,
-            scribbles,
-            gt,
-            spacing,
-            ranges,
-            margins_src,
-            cfg,
-            budgets,
-            args.crop_margin,
-            calibrate=not args.no_bn_calibration,
-            oracle=args.oracle_sizes,
+            *volume, budgets, args.crop_margin, calibrate=not args.no_bn_calibration, oracle=args.oracle_sizes
         )
         if args.corrections:
-            info.update(
-                correction_round(
-                    state,
-                    geom,
-                    image,
-                    scribbles,
-                    gt,
-                    spacing,
-                    ranges,
-                    margins_src,
-                    cfg,
-                    args.crop_margin,
-                    args.oracle_sizes,
-                )
-            )
+            info.update(correction_round(state, geom, *volume, args.crop_margin, args.oracle_sizes))
         last = max(dice_at)
         row = {
             "patient": int(pack.patients[v]),

@@ -5,6 +5,7 @@
     torchrun --nproc_per_node N -m napari_wss.cli train ...   (data-parallel, see distributed.py)
     napari-wss predict --model model.pt --image IMG --out labels.nii.gz
     napari-wss evaluate --pred P --ref GT [--csv scores.csv]
+    napari-wss measure LABELS [--es LABELS_ES]     (volumes in mL; with --es: EDV, ESV, EF, mass)
     napari-wss reproduce {toy,toy2,acdc} [...]
     napari-wss demo [--headless]
 
@@ -650,6 +651,8 @@ class _Pair:
     ref: np.ndarray
     spacing: tuple[float, float, float]
     in_mm: bool
+    patient: int | None = None  # ACDC evaluation: pairs ED and ES frames for the clinical indices
+    phase: str = ""
 
 
 def _strip(name: str) -> str:
@@ -683,7 +686,7 @@ def _eval_pairs(args: argparse.Namespace) -> list[_Pair]:
                 continue
             ref = io.read_nifti(case.gt)
             pred = io.read_nifti(pred_path)
-            pairs.append(_Pair(stem, pred.data, ref.data, ref.spacing, True))
+            pairs.append(_Pair(stem, pred.data, ref.data, ref.spacing, True, case.patient_id, case.phase))
         if not pairs:
             raise InputError(
                 f"no prediction in {folder} matches an ACDC case of {args.acdc} (expected patientNNN_frameXX.nii.gz)"
@@ -733,17 +736,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     pairs = _eval_pairs(args)
     for p in pairs:
-        for arr, what in ((p.pred, "prediction"), (p.ref, "reference")):
-            if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
-                raise InputError(f"{what} {p.name} holds non-integer values; expected a label map")
-            if arr.size and arr.min() < 0:
-                raise InputError(f"{what} {p.name} holds negative labels")
-    k_seen = max(int(max(p.pred.max(), p.ref.max())) + 1 for p in pairs)
-    if k_seen > 64 and not args.classes:
-        raise InputError(
-            f"label values go up to {k_seen - 1}; expected class indices 0..K-1 (a 0/255 mask? divide it by 255)"
-        )
-    names = _class_names(args.classes, k_seen)
+        _check_label_map(p.pred, f"prediction {p.name}")
+        _check_label_map(p.ref, f"reference {p.name}")
+    names = _label_class_names(args.classes, max(int(max(p.pred.max(), p.ref.max())) + 1 for p in pairs))
     k = len(names)
     unit = "mm" if all(p.in_mm for p in pairs) else "px"
     columns = (
@@ -775,6 +770,120 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _echo(text[: text.rfind("\nwall time")])
     if args.csv:
         _write_csv(Path(args.csv), columns, rows)
+        _echo(f"wrote {args.csv}")
+    if unit == "mm":
+        _clinical_agreement(pairs, names, args.clinical_csv)
+    elif args.clinical_csv:
+        raise InputError("--clinical-csv needs NIfTI files (volumes need the voxel spacing in mm)")
+    return 0
+
+
+def _one_decimal(value: float) -> str:
+    return f"{value:.1f}" if np.isfinite(value) else "-"
+
+
+def _label_class_names(arg: str | None, k_seen: int) -> tuple[str, ...]:
+    """Class names for label maps whose values go up to ``k_seen - 1`` (refusing an image or a
+    0/255 mask given as labels)."""
+    if k_seen > 64 and not arg:
+        raise InputError(
+            f"label values go up to {k_seen - 1}; expected class indices 0..K-1 "
+            "(an image instead of labels? a 0/255 mask? divide it by 255)"
+        )
+    return _class_names(arg, k_seen)
+
+
+def _check_label_map(arr: np.ndarray, what: str) -> None:
+    if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
+        raise InputError(f"{what} holds non-integer values; expected a label map")
+    if arr.size and arr.min() < 0:
+        raise InputError(f"{what} holds negative labels")
+
+
+INDEX_UNITS = {"EDV": "mL", "ESV": "mL", "SV": "mL", "EF": "%", "mass": "g"}
+
+
+def _clinical_agreement(pairs: Sequence[_Pair], names: Sequence[str], csv_path: str | None) -> None:
+    """Print the cardiac indices of the prediction against the reference's, over the ACDC patients
+    whose ED and ES frames were both evaluated (bias, 95 % limits of agreement, MAE, r), and write
+    them per patient to ``csv_path``."""
+    from napari_wss.experiments import ResultTable
+    from napari_wss.metrics import agreement, cardiac_classes, cardiac_indices, class_volumes_ml
+
+    frames: dict[int, dict[str, _Pair]] = {}
+    for p in pairs:
+        if p.patient is not None and p.phase in ("ED", "ES"):
+            frames.setdefault(p.patient, {})[p.phase] = p
+    both = {pid: f for pid, f in sorted(frames.items()) if len(f) == 2}
+    if not both or not cardiac_classes(names):
+        if csv_path:
+            raise InputError("--clinical-csv needs ACDC predictions of both frames (ED and ES) of a patient")
+        return
+    k = len(names)
+
+    def indices(f: dict[str, _Pair], which: str) -> dict[str, float]:
+        ml = {ph: class_volumes_ml(getattr(f[ph], which), k, f[ph].spacing) for ph in ("ED", "ES")}
+        return cardiac_indices(ml["ED"], ml["ES"], names)
+
+    pred = [indices(f, "pred") for f in both.values()]
+    ref = [indices(f, "ref") for f in both.values()]
+    rows = []
+    for index in pred[0]:
+        a = agreement([i[index] for i in pred], [i[index] for i in ref])
+        lo, hi = a.limits
+        rows.append((index, INDEX_UNITS[index.split()[-1]], a.bias, f"{lo:.1f} .. {hi:.1f}", a.mae, a.r))
+    table = ResultTable(
+        f"clinical indices of {len(both)} patient(s) with both frames: prediction - reference",
+        ("index", "unit", "bias", "95 % limits", "MAE", "r"),
+        tuple(rows),
+        ("EF = (EDV - ESV) / EDV; myocardial mass = ED myocardium volume x 1.05 g/mL.",),
+    )
+    text = table.format()
+    _echo(text[: text.rfind("\nwall time")])
+    if csv_path:
+        keys = list(pred[0])
+        columns = ("patient", *(f"{key} {src}" for key in keys for src in ("pred", "ref")))
+        per_patient = [(pid, *(v for key in keys for v in (pi[key], ri[key]))) for pid, pi, ri in zip(both, pred, ref)]
+        _write_csv(Path(csv_path), columns, per_patient)
+        _echo(f"wrote {csv_path}")
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from napari_wss.experiments import ResultTable
+    from napari_wss.metrics import cardiac_classes, cardiac_indices, class_volumes_ml
+
+    paths = [args.labels] + ([args.es] if args.es else [])
+    loaded = []
+    for path in paths:
+        lab = load_image(path, what="label file", frame=args.frame)
+        if lab.kind != "nifti":
+            raise InputError(f"{Path(path).name}: volumes need a NIfTI file (its header gives the voxel size in mm)")
+        _check_label_map(lab.data, f"label file {Path(path).name}")
+        loaded.append(lab)
+    names = _label_class_names(args.classes, max(int(lab.data.max()) + 1 for lab in loaded))
+    ml = [class_volumes_ml(lab.data.astype(np.int64), len(names), lab.spacing) for lab in loaded]
+    rows = [(Path(path).name, *map(float, v[1:])) for path, v in zip(paths, ml)]
+    columns = ("file", *(f"{n} (mL)" for n in names[1:]))
+    notes = [
+        f"voxel {' x '.join(f'{s:g}' for s in lab.spacing)} mm: {Path(path).name}" for path, lab in zip(paths, loaded)
+    ]
+    table = ResultTable("volume of every class", columns, tuple(rows), tuple(notes))
+    text = table.format()
+    _echo(text[: text.rfind("\nwall time")])
+    items = [(f"{row[0]} {n}", v, "mL") for row in rows for n, v in zip(names[1:], row[1:])]
+    if cardiac_classes(names):
+        indices = cardiac_indices(ml[0], ml[1] if args.es else None, names)
+        frames = (
+            "end-diastole (LABELS) and end-systole (--es)" if args.es else "LABELS as end-diastole (--es adds ESV, EF)"
+        )
+        units = {key: INDEX_UNITS[key.split()[-1]] for key in indices}
+        _echo(
+            f"cardiac indices, {frames}:\n"
+            + "\n".join(f"  {key:<9} {_one_decimal(value):>8} {units[key]}" for key, value in indices.items())
+        )
+        items += [(key, value, units[key]) for key, value in indices.items()]
+    if args.csv:
+        _write_csv(Path(args.csv), ("item", "value", "unit"), items)
         _echo(f"wrote {args.csv}")
     return 0
 
@@ -1082,7 +1191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
 
-    p = _add(sub, "evaluate", help="3D Dice and HD95 per class of predictions against references")
+    p = _add(
+        sub,
+        "evaluate",
+        help="3D Dice and HD95 per class of predictions against references (ACDC: also EDV, EF, mass agreement)",
+    )
     p.add_argument("--pred", help="prediction file or folder")
     p.add_argument("--ref", help="reference file or folder (files matched by name)")
     p.add_argument("--acdc-pred", metavar="DIR", help="folder of ACDC predictions named like the images")
@@ -1090,7 +1203,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", default=None, help="restrict ACDC evaluation to these patients")
     p.add_argument("--classes", help="comma-separated class names, background first")
     p.add_argument("--csv", help="also write the table as CSV")
+    p.add_argument(
+        "--clinical-csv",
+        metavar="CSV",
+        help="ACDC: write each patient's EDV, ESV, EF and myocardial mass (prediction and reference) as CSV",
+    )
     p.set_defaults(func=cmd_evaluate)
+
+    p = _add(
+        sub,
+        "measure",
+        help="volume of every class in mL; for a heart, EDV, ESV, EF and myocardial mass",
+        description="Volumes of the classes of a label file (NIfTI). When the class names include LV, RV "
+        "or myocardium (the 4-class default: background, RV, myocardium, LV), also the cardiac indices: "
+        "end-diastolic volume and myocardial mass from LABELS, and with --es the end-systolic volume, "
+        "stroke volume and ejection fraction.",
+    )
+    p.add_argument("labels", metavar="LABELS", help="label file (NIfTI) of end-diastole, or of any volume")
+    p.add_argument("--es", metavar="LABELS_ES", help="label file of end-systole of the same heart")
+    p.add_argument("--frame", type=int, default=None, metavar="T", help="time frame of 4D label files, 0-based")
+    p.add_argument("--classes", help="comma-separated class names, background first")
+    p.add_argument("--csv", help="also write the volumes and indices as CSV")
+    p.set_defaults(func=cmd_measure)
 
     p = _add(
         sub,

@@ -334,6 +334,72 @@ def test_evaluate_folders_matched_by_name(tmp_path: Path, capsys: pytest.Capture
     assert "case1" in out and "case2" in out and f"{expected:.3f}" in out
 
 
+def test_measure_volumes_and_cardiac_indices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Voxels of 1.5 × 1.25 × 8 mm = 15 mm³: 1000 LV voxels at ED are 15 mL, 400 at ES 6 mL."""
+    ed = np.zeros((4, 20, 20), np.uint8)
+    es = np.zeros((4, 20, 20), np.uint8)
+    ed.reshape(-1)[:1000] = 3
+    ed.reshape(-1)[1000:1400] = 2  # 6 mL of myocardium = 6.3 g
+    es.reshape(-1)[:400] = 3
+    a = io.write_nifti(tmp_path / "ed.nii.gz", ed, AFFINE)
+    b = io.write_nifti(tmp_path / "es.nii.gz", es, AFFINE)
+    code, out, err = run(capsys, "measure", a, "--es", b, "--csv", tmp_path / "m.csv")
+    assert code == 0, err
+    assert "LV EDV        15.0 mL" in out and "LV ESV         6.0 mL" in out
+    assert "LV EF         60.0 %" in out and "myo mass       6.3 g" in out
+    assert "RV EF            - %" in out  # no RV: no ejection fraction
+    with open(tmp_path / "m.csv", newline="") as fh:
+        rows = {r["item"]: float(r["value"]) for r in csv.DictReader(fh)}
+    assert rows["ed.nii.gz LV"] == pytest.approx(15.0) and rows["LV EF"] == pytest.approx(60.0)
+    # Without --es: only what end-diastole gives; other class names: volumes only.
+    code, out, _ = run(capsys, "measure", a, "--classes", "bg,a,b,c")
+    assert code == 0 and "c (mL)" in out and "EF" not in out and "EDV" not in out
+
+
+def test_measure_refuses_an_image_and_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = io.write_nifti(tmp_path / "img.nii.gz", np.arange(4 * 16 * 16, dtype=np.int16).reshape(4, 16, 16), AFFINE)
+    code, _, err = run(capsys, "measure", img)
+    assert_one_line_error(code, err, "an image instead of labels")
+    png = io.write_png(tmp_path / "l.png", np.ones((8, 8), np.uint8))
+    code, _, err = run(capsys, "measure", png)
+    assert_one_line_error(code, err, "NIfTI")
+
+
+@needs_acdc
+def test_evaluate_acdc_reports_clinical_indices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Predictions = the expert masks, except one ES frame with the LV's first slice cleared: the
+    EF bias printed must be that patient's EF change over two patients, counted here by nibabel."""
+    import nibabel as nib
+
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    counts = {}
+    for pid in (81, 82):
+        for gt in sorted((ACDC / f"training/patient{pid:03d}").glob("*_gt.nii.gz")):
+            shutil.copy(gt, pred_dir / gt.name.replace("_gt", ""))
+        frames = sorted((ACDC / f"training/patient{pid:03d}").glob("*_gt.nii.gz"))
+        counts[pid] = [np.asarray(nib.load(f).dataobj) for f in frames]  # ED (frame01), ES
+    es_img = nib.load(sorted((ACDC / "training/patient081").glob("*_gt.nii.gz"))[1])
+    es = np.asarray(es_img.dataobj).copy()
+    z = int(np.flatnonzero((es == 3).any(axis=(0, 1)))[0])
+    cleared = int((es[..., z] == 3).sum())
+    es[..., z][es[..., z] == 3] = 0
+    nib.save(nib.Nifti1Image(es, es_img.affine, es_img.header), pred_dir / "patient081_frame07.nii.gz")
+    code, out, err = run(
+        capsys, "evaluate", "--acdc-pred", pred_dir, "--acdc", ACDC, "--clinical-csv", tmp_path / "c.csv"
+    )
+    assert code == 0, err
+    assert "clinical indices of 2 patient(s)" in out
+    edv, esv = (int((v == 3).sum()) for v in counts[81])
+    ef_change = 100 * (edv - (esv - cleared)) / edv - 100 * (edv - esv) / edv
+    line = next(r for r in out.splitlines() if r.startswith("LV EF"))
+    assert float(line.split()[3]) == pytest.approx(ef_change / 2, abs=1e-3)
+    with open(tmp_path / "c.csv", newline="") as fh:
+        per_patient = {int(r["patient"]): r for r in csv.DictReader(fh)}
+    assert float(per_patient[82]["LV EF pred"]) == pytest.approx(float(per_patient[82]["LV EF ref"]))
+    assert float(per_patient[81]["LV ESV pred"]) < float(per_patient[81]["LV ESV ref"])
+
+
 def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     toy.write_samples(tmp_path / "s")
     model = tmp_path / "toy.pt"

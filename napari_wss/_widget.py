@@ -47,6 +47,7 @@ class WssWidget(QWidget):
         self.state: Any = None  # napari_wss.training.TrainState once trained or loaded
         self.job: Any = None  # the running / last _session.TrainJob
         self.prediction_layer: Labels | None = None
+        self.prediction_image: Image | None = None  # the image layer the prediction layer belongs to
         self.last_progress: Any = None
         self.frames_shown = 0
         self.bounds_version = 0
@@ -90,6 +91,16 @@ class WssWidget(QWidget):
         spacing = image.metadata.get("spacing") if isinstance(image.metadata, dict) else None
         yx = tuple(float(s) for s in (spacing[-2:] if spacing is not None else image.scale[-2:]))
         return None if yx == (1.0, 1.0) else (yx[0], yx[1])
+
+    def spacing_zyx(self) -> tuple[float, float, float] | None:
+        """Voxel size (dz, dy, dx) in mm of a picked image read from a file that states it (NIfTI),
+        else None (volumes are then not reported in mL)."""
+        image = self.image_layer()
+        meta = image.metadata if image is not None and isinstance(image.metadata, dict) else {}
+        spacing = meta.get("spacing")
+        if spacing is None or len(spacing) != 3 or image is None or image.ndim != 3:
+            return None
+        return (float(spacing[0]), float(spacing[1]), float(spacing[2]))
 
     def area_per_pixel(self) -> float:
         yx = self.spacing_yx()
@@ -205,11 +216,19 @@ class WssWidget(QWidget):
         if image is None:
             raise InputError("no image is chosen")
         layer = self.prediction_layer
-        if layer is not None and layer in self.viewer.layers and layer.data.shape == image.data.shape:
+        if (
+            layer is not None
+            and layer in self.viewer.layers
+            and layer.data.shape == image.data.shape
+            and self.prediction_image in (None, image)
+        ):
             return layer
+        # Another image (e.g. the same heart's other frame) gets its own layer: the earlier
+        # prediction stays in the viewer.
+        name = "prediction" if layer is None or layer not in self.viewer.layers else f"prediction ({image.name})"
         meta = {k: image.metadata[k] for k in ("affine", "spacing", "source_path") if k in image.metadata}
         kwargs = _layers.labels_kwargs(
-            "prediction", _layers.ROLE_PREDICTION, class_names=self.table.names(), scale=image.scale, metadata=meta
+            name, _layers.ROLE_PREDICTION, class_names=self.table.names(), scale=image.scale, metadata=meta
         )
         layer = Labels(np.zeros(image.data.shape, dtype=np.uint8), translate=image.translate, **kwargs)
         layer.colormap = _layers.label_colormap(self.table.colors())
@@ -221,6 +240,7 @@ class WssWidget(QWidget):
         if active is not None:
             self.viewer.layers.selection.active = active
         self.prediction_layer = layer
+        self.prediction_image = image
         return layer
 
     def show_labels(self, rows: np.ndarray | None, labels: np.ndarray, *, thumbnail: bool = True) -> None:

@@ -92,7 +92,39 @@ class ModelActions:
 
     def _on_predicted(self, labels: np.ndarray) -> None:
         self.w.show_labels(None, labels)
-        self.w.status.setText("Predicted the whole volume.")
+        text = "Predicted the whole volume."
+        spacing = self.w.spacing_zyx()
+        layer = self.w.prediction_layer
+        if spacing is not None and labels.ndim == 3 and layer is not None:
+            text += f" {self._measure(layer, labels, spacing)}"
+        self.w.status.setText(text)
+
+    def _measure(self, layer: Any, labels: np.ndarray, spacing: tuple[float, float, float]) -> str:
+        """Volumes of the prediction in mL (kept in the layer's metadata) and, when the viewer holds
+        exactly one other prediction of the same grid (the same heart's other frame), the
+        ejection fractions of the two."""
+        from napari_wss.metrics import class_volumes_ml, describe_volumes, two_frame_indices
+
+        names = self.w.table.names()
+        ml = class_volumes_ml(labels, len(names), spacing)
+        layer.metadata["volumes_ml"] = {n: float(v) for n, v in zip(names, ml)}
+        text = f"Volumes: {describe_volumes(labels, names, spacing)}."
+        others = [
+            other
+            for other in self.w.viewer.layers
+            if other is not layer
+            and isinstance(other.metadata, dict)
+            and list(other.metadata.get("volumes_ml", {})) == list(names)
+            and other.data.shape == labels.shape
+            and _same_grid(layer, other)
+        ]
+        if len(others) == 1:
+            other_ml = np.array([others[0].metadata["volumes_ml"][n] for n in names])
+            indices = two_frame_indices(ml, other_ml, names)
+            efs = [f"{k} {v:.1f} %" for k, v in indices.items() if k.endswith("EF") and np.isfinite(v)]
+            if efs:
+                text += f" With '{others[0].name}' as the other frame: {', '.join(efs)}."
+        return text
 
     def _on_predict_finished(self) -> None:
         self.predict_worker = None
@@ -177,6 +209,24 @@ class ModelActions:
             self.export(path)
 
 
+def _other_file_grid(a: Any, b: Any) -> bool:
+    """Whether two layers read from files (both with a NIfTI affine) lie on different grids."""
+    fa, fb = _layers.file_affine(a), _layers.file_affine(b)
+    if fa is None or fb is None:
+        return False
+    from napari_wss.io import affines_match
+
+    return not affines_match(np.asarray(fa), np.asarray(fb))
+
+
+def _same_grid(a: Any, b: Any) -> bool:
+    """Whether two layers lie on the same voxel grid: the same file affine, or without one the
+    same scale."""
+    if _layers.file_affine(a) is None or _layers.file_affine(b) is None:
+        return bool(np.allclose(a.scale, b.scale))
+    return not _other_file_grid(a, b)
+
+
 def _strokes_on(image: Any, scribbles: Any) -> np.ndarray | None:
     """A copy of the scribble layer's strokes when they lie on ``image``'s grid (same shape and,
     for layers read from files, the same affine), else None: the cut then keeps each class's
@@ -186,10 +236,6 @@ def _strokes_on(image: Any, scribbles: Any) -> np.ndarray | None:
     marks = np.asarray(scribbles.data)
     if marks.shape != np.shape(image.data) or not np.issubdtype(marks.dtype, np.integer):
         return None
-    a, b = _layers.file_affine(image), _layers.file_affine(scribbles)
-    if a is not None and b is not None:
-        from napari_wss.io import affines_match
-
-        if not affines_match(np.asarray(a), np.asarray(b)):
-            return None
+    if _other_file_grid(image, scribbles):
+        return None
     return marks.copy()

@@ -159,6 +159,52 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
             np.testing.assert_array_equal(strokes, widget.scribble_layer().data)
         else:
             assert seen["largest_component"] is None and strokes is None
+    # The status line reports each class's volume in mL from the phantom's voxel size.
+    spacing = widget.spacing_zyx()
+    assert spacing is not None and spacing == tuple(float(s) for s in _viewer.layers["cardiac phantom"].scale)
+    counts = np.bincount(widget.prediction_layer.data.ravel(), minlength=4)
+    names = widget.table.names()
+    volumes = widget.prediction_layer.metadata["volumes_ml"]
+    for c, name in enumerate(names):
+        assert volumes[name] == pytest.approx(counts[c] * np.prod(spacing) / 1000)
+    assert f"{names[3]} {volumes[names[3]]:.1f} mL" in widget.status.text()
+
+
+def test_second_frame_own_prediction_and_ejection_fraction(make_widget, gui, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Train on one frame, pick the same heart's other frame (same grid), Predict volume: a new
+    prediction layer (the first one kept as it was) and the EF of the two. Predictions are fixed
+    here (the expert mask, then the mask with part of the LV removed) so the EF is known."""
+    viewer, widget = make_widget("phantom", steps=2)
+    gui.train_and_wait(widget)
+    image = viewer.layers["cardiac phantom"]
+    ed = np.asarray(viewer.layers["ground truth"].data).astype(np.uint8)
+    es = ed.copy()
+    lv = np.argwhere(es == 3)
+    drop = lv[: len(lv) * 2 // 5]  # 40 % of the LV voxels become background: EF 40 %
+    es[tuple(drop.T)] = 0
+    outputs = [ed, es]
+    monkeypatch.setattr(training, "predict_volume", lambda *a, **k: outputs.pop(0).copy())
+
+    def predict() -> None:  # the fake returns at once: wait on the worker slot, not on a signal
+        assert widget.model.predict() is not None
+        qtbot.waitUntil(lambda: widget.model.predict_worker is None, timeout=TIMEOUT)
+
+    predict()
+    first = widget.prediction_layer
+    assert "Volumes: " in widget.status.text() and "EF" not in widget.status.text()
+    other = viewer.add_image(
+        np.asarray(image.data).copy(), name="phantom ES", scale=image.scale, metadata=dict(image.metadata)
+    )
+    widget.image_picker.set_layer(other)
+    predict()
+    second = widget.prediction_layer
+    assert second is not first and second.name == "prediction (phantom ES)" and first in viewer.layers
+    np.testing.assert_array_equal(first.data, ed)  # the first frame's prediction is kept
+    np.testing.assert_array_equal(second.data, es)
+    n_ed, n_es = int((ed == 3).sum()), int((es == 3).sum())
+    lv_name = widget.table.names()[3]
+    assert f"{lv_name} EF {100 * (n_ed - n_es) / n_ed:.1f} %" in widget.status.text()
+    assert "with 'prediction' as the other frame" in widget.status.text().lower()
 
 
 def test_strokes_off_the_image_grid_are_not_used() -> None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from napari_wss.data import NOT_ANNOTATED, SliceDataset, bounds_from_labels, resize_labels
-from napari_wss.metrics import dice_per_slice, score_volume
+from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, dice_per_slice, score_volume
 from napari_wss.postprocess import keep_largest_component
 
 FOLDS = [range(1, 21), range(21, 41), range(41, 61), range(61, 81), range(81, 101)]
@@ -250,3 +250,27 @@ def score_all(
 def largest_components(preds: list[np.ndarray]) -> list[np.ndarray]:
     """The predictions with every class cut to its largest 3D connected component."""
     return [keep_largest_component(p, K) for p in preds]
+
+
+CLINICAL_INDICES = ("LV EDV", "LV EF", "RV EDV", "RV EF", "myo mass")
+
+
+def clinical_agreement(preds: list[np.ndarray], pack: Pack, volumes: np.ndarray) -> dict[str, dict[str, float]]:
+    """LV / RV EDV and EF and the myocardial mass of the predicted test volumes against the
+    expert's, over the patients whose ED and ES frames are both among ``volumes``: bias, SD,
+    95 % limits, MAE (mL, %, g) and Pearson r."""
+    names = ("background", "RV", "myocardium", "LV")
+    frames: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for p, v in zip(preds, volumes):
+        ml = (class_volumes_ml(p, K, pack.spacings[v]), class_volumes_ml(pack.gt[v], K, pack.spacings[v]))
+        frames.setdefault(int(pack.patients[v]), {})[str(pack.phases[v])] = ml
+    pairs = [f for f in frames.values() if {"ED", "ES"} <= set(f)]
+    pred = [cardiac_indices(f["ED"][0], f["ES"][0], names) for f in pairs]
+    ref = [cardiac_indices(f["ED"][1], f["ES"][1], names) for f in pairs]
+    out = {}
+    for index in CLINICAL_INDICES:
+        a = agreement([i[index] for i in pred], [i[index] for i in ref])
+        lo, hi = a.limits
+        out[index] = {"n": a.n, "bias": round(a.bias, 1), "loa": [round(lo, 1), round(hi, 1)], "mae": round(a.mae, 1)}
+        out[index]["r"] = round(a.r, 3)
+    return out

@@ -29,6 +29,7 @@ from acdc_pack import (
     Pack,
     area_ranges_mm2,
     centroid_margins,
+    clinical_agreement,
     dataset,
     largest_components,
     load_pack,
@@ -114,6 +115,8 @@ def run_one(
             "lcc_dice": np.nanmean(dice_lcc, axis=0).round(4).tolist(),
             "lcc_dice_mean": round(float(np.nanmean(dice_lcc)), 4),
             "lcc_hd95_mean": round(float(np.nanmean(hd_lcc)), 2),
+            # LV / RV EDV and EF, myocardial mass of the cut predictions against the expert's
+            "lcc_clinical": clinical_agreement(kept, pack, test_vols),
         }
     return {
         "row": name,
@@ -136,8 +139,8 @@ def run_one(
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| row | folds | RV | Myo | LV | mean Dice | mean HD95 (mm) | largest component: Dice | HD95 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | folds | RV | Myo | LV | mean Dice | mean HD95 (mm) | largest component: Dice | HD95 | LV EF MAE (%) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["row"] for r in results):
         rs = [r for r in results if r["row"] == name]
@@ -148,6 +151,8 @@ def table(results: list[dict]) -> str:
         if all("lcc_dice_mean" in r for r in rs):  # older result files lack the post-processed scores
             lcc = np.mean([r["lcc_dice_mean"] for r in rs])
             cells += f" {lcc:.3f} | {np.mean([r['lcc_hd95_mean'] for r in rs]):.1f} |"
+        if all("lcc_clinical" in r for r in rs):  # of the cut predictions, mean over the folds
+            cells += f" {np.mean([r['lcc_clinical']['LV EF']['mae'] for r in rs]):.1f} |"
         lines.append(cells)
     return "\n".join(lines)
 

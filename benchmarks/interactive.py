@@ -13,8 +13,12 @@ volume's own scribbles (``--oracle-sizes``: each slice's true sizes instead, an 
 At the last budget each class's Dice and volume over the expert's (``myo@``, ``myo_vol@``, …) are
 printed for Predict volume's output. ``--corrections`` then simulates the plugin's loop: one
 correction stroke per slice along the biggest mistake, a second press continuing the model
-(``fix_`` columns, scored at its end). The defaults are the plugin's (one press of Train); a run
-whose steps end before a budget is scored at its end for that budget.
+(``fix_`` columns, scored at its end). Every row also gives each class's volume in mL (``_mL``,
+the expert's ``_ref_mL``); ``--phase both`` runs each patient's ED and ES frame and prints the
+clinical indices (LV / RV EDV and EF, myocardial mass) against the expert's, and
+``--predict-other-frame`` predicts the patient's other frame with the model trained on this one
+(``other_`` columns: one painted frame, both volumes). The defaults are the plugin's (one press of
+Train); a run whose steps end before a budget is scored at its end for that budget.
 
     python benchmarks/interactive.py --volumes 5 --budgets 10,30,60               # CPU, real NIfTI
     python benchmarks/interactive.py --size 128 --steps 1000000 --lr-schedule constant --no-bn-calibration
@@ -23,6 +27,8 @@ whose steps end before a budget is scored at its end for that budget.
     python benchmarks/interactive.py --volumes 1 --budgets 10 --warm-up    # first press after the warm-up
     python benchmarks/interactive.py --volumes 5 --oracle-sizes 0.1 --penalty-warmup 0   # true sizes ± 10 %
     python benchmarks/interactive.py --volumes 5 --budgets 60 --corrections   # + one round of correction strokes
+    python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --corrections   # EF, EDV, mass
+    python benchmarks/interactive.py --volumes 10 --phase ED --budgets 60 --predict-other-frame   # ES from ED
 
 Prints one JSON line per volume and the medians.
 """
@@ -41,7 +47,7 @@ from acdc_pack import DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_p
 
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume
-from napari_wss.metrics import score_volume
+from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
 from napari_wss.postprocess import keep_largest_component
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
 
@@ -124,27 +130,25 @@ def run_volume(  # type: ignore[no-untyped-def]
     state = TrainState.create(cfg, NAMES)
     gen = train(data, cfg, state=state)
     first_preview = None
-    dice_at: dict[int, tuple[float, ...]] = {}
+    dice_at: dict[int, dict[str, float]] = {}
     paused = 0.0
     remaining = sorted(budgets)
 
-    def score() -> tuple[float, ...]:
-        """Mean Dice: as predicted; each class cut to its largest 3D component; classes the
-        scribbles mark absent cleared from their slices; each class cut to the 3D components its
-        own strokes touch (the largest where none does: the plugin's Predict volume). Then, for
-        Predict volume's output, each class's Dice and its volume over the expert's."""
+    def score() -> dict[str, float]:
+        """Mean Dice: as predicted (``dice``); each class cut to its largest 3D component (``lcc``);
+        classes the scribbles mark absent cleared from their slices (``absent``); each class cut to
+        the 3D components its own strokes touch, the largest where none does (``marked``: the
+        plugin's Predict volume). Then, for Predict volume's output, each class's Dice, its volume
+        over the expert's (``_vol``) and its volume in mL (``_mL``)."""
         pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
-        variants = (
-            pred,
-            keep_largest_component(pred, K),
-            clear_absent(pred, absent),
-            keep_largest_component(pred, K, scribbles=scribbles),
-        )
-        means = tuple(float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for p in variants)
-        marked = variants[-1]
-        per_class = score_volume(marked, gt, K, spacing).dice[1:]
-        ratio = [(marked == c).sum() / max(1, (gt == c).sum()) for c in range(1, K)]
-        return means + tuple(float(d) for d in per_class) + tuple(float(r) for r in ratio)
+        variants = {
+            "dice": pred,
+            "lcc": keep_largest_component(pred, K),
+            "absent": clear_absent(pred, absent),
+            "marked": keep_largest_component(pred, K, scribbles=scribbles),
+        }
+        out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
+        return out | class_columns(variants["marked"], gt, spacing)
 
     for _ in gen:
         if first_preview is None:
@@ -166,6 +170,17 @@ def run_volume(  # type: ignore[no-untyped-def]
         final = score()
         dice_at.update({b: final for b in remaining})
     return first_preview, dice_at, {"steps": state.step, "train_s": round(done, 1)}, (state, geom)
+
+
+def class_columns(pred: np.ndarray, gt: np.ndarray, spacing, prefix: str = "") -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Per class: Dice, volume over the expert's (``_vol``), volume in mL (``_mL``)."""
+    dice = score_volume(pred, gt, K, spacing).dice[1:]
+    ml, ref = class_volumes_ml(pred, K, spacing)[1:], class_volumes_ml(gt, K, spacing)[1:]
+    cols: dict[str, float] = {}
+    for n, d, v, r in zip(SHORT, dice, ml, ref):
+        cols |= {f"{prefix}{n}": float(d), f"{prefix}{n}_vol": float(v / r) if r > 0 else float("nan")}
+        cols[f"{prefix}{n}_mL"] = float(v)
+    return cols
 
 
 def correction_strokes(pred: np.ndarray, gt: np.ndarray, scribbles: np.ndarray, min_px: int = 20) -> np.ndarray:
@@ -193,6 +208,21 @@ def correction_strokes(pred: np.ndarray, gt: np.ndarray, scribbles: np.ndarray, 
     return out
 
 
+def other_frame(state, geom, scribbles, loaded) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Predict volume on the patient's other frame (ED <-> ES, same grid) with the model trained on
+    this frame, as the widget does when the other frame is picked after Train: this frame's strokes
+    mark the objects to keep. Returns the ``other_`` columns (mean and per-class Dice, volumes)."""
+    image, _, gt, spacing, _ = loaded
+    pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
+    cut = keep_largest_component(pred, K, scribbles=scribbles if scribbles.shape == image.shape else None)
+    cols = class_columns(cut, gt, spacing, prefix="other_")
+    return {
+        "other_marked": round(float(np.nanmean([cols[f"other_{n}"] for n in SHORT])), 4),
+        **{k: round(x, 4 if k.count("_") == 1 else 2) for k, x in cols.items()},
+        **{f"other_{n}_ref_mL": round(float(x), 2) for n, x in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
+    }
+
+
 def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, crop_margin, oracle):  # type: ignore[no-untyped-def]
     """After the press: Predict volume, one simulated correction stroke per slice, a second press
     of the same length continuing the model (as Train does in the plugin: bounds and crop from the
@@ -209,15 +239,63 @@ def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, mar
     seconds = time.perf_counter() - t0
     pred = predict_volume(state, image, geometry=geom2, device=device)
     after = keep_largest_component(pred, K, scribbles=fixed)
-    per_class = score_volume(after, gt, K, spacing).dice[1:]
+    cols = class_columns(after, gt, spacing, prefix="fix_")
     return {
         "fix_stroke_px": int((fixed != scribbles).sum()),
         "fix_stroke_share": round(float((fixed != scribbles).sum() / max(1, (scribbles > 0).sum())), 3),
         "fix_dice": round(float(np.nanmean(score_volume(pred, gt, K, spacing).dice[1:])), 4),
-        "fix_marked": round(float(np.nanmean(per_class)), 4),
-        **{f"fix_{n}": round(float(d), 4) for n, d in zip(SHORT, per_class)},
+        "fix_marked": round(float(np.nanmean([cols[f"fix_{n}"] for n in SHORT])), 4),
+        **{k: round(x, 4 if k.count("_") == 1 else 2) for k, x in cols.items()},
         "fix_train_s": round(seconds, 1),
     }
+
+
+def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, object]]:  # type: ignore[type-arg]
+    """LV / RV end-diastolic volume and ejection fraction and the myocardial mass from Predict
+    volume's output against the expert's (bias, SD, 95 % limits, MAE, r), per source: ``press``
+    (each frame trained on its own strokes, when both frames ran), ``corrected`` (the same after
+    the correction round) and ``ED strokes only`` (ES predicted by the ED frame's model,
+    ``--predict-other-frame``)."""
+    ed = {r["patient"]: r for r in rows if r["phase"] == "ED"}
+    es = {r["patient"]: r for r in rows if r["phase"] == "ES"}
+
+    def ml(row: dict, key: str) -> np.ndarray:  # type: ignore[type-arg]
+        return np.array([0.0] + [row[key.format(n)] for n in SHORT])
+
+    press = f"{{}}_mL@{last}s"
+    expert: dict[int, dict[str, float]] = {}
+    measured: dict[str, dict[int, dict[str, float]]] = {}
+    for p, r in ed.items():
+        if p in es:
+            expert[p] = cardiac_indices(ml(r, "{}_ref_mL"), ml(es[p], "{}_ref_mL"), NAMES)
+            measured.setdefault("press", {})[p] = cardiac_indices(ml(r, press), ml(es[p], press), NAMES)
+            if "fix_RV_mL" in r:
+                fixed = cardiac_indices(ml(r, "fix_{}_mL"), ml(es[p], "fix_{}_mL"), NAMES)
+                measured.setdefault("corrected", {})[p] = fixed
+        if "other_RV_mL" in r:
+            expert[p] = cardiac_indices(ml(r, "{}_ref_mL"), ml(r, "other_{}_ref_mL"), NAMES)
+            one = cardiac_indices(ml(r, press), ml(r, "other_{}_mL"), NAMES)
+            measured.setdefault("ED strokes only", {})[p] = one
+    if not measured:
+        return {}
+    out: dict[str, dict[str, object]] = {}
+    for src, by_patient in measured.items():
+        for index in ("LV EDV", "LV EF", "RV EDV", "RV EF", "myo mass"):
+            a = agreement([m[index] for m in by_patient.values()], [expert[p][index] for p in by_patient])
+            out[f"{src}: {index}"] = {
+                "n": a.n,
+                "bias": round(a.bias, 1),
+                "sd": round(a.sd, 1),
+                "loa": [round(x, 1) for x in a.limits],
+                "mae": round(a.mae, 1),
+                "r": round(a.r, 3),
+            }
+    out["per_patient"] = {
+        str(p): {"expert": {k: round(x, 1) for k, x in e.items()}}
+        | {src: {k: round(x, 1) for k, x in m[p].items()} for src, m in measured.items() if p in m}
+        for p, e in expert.items()
+    }
+    return out
 
 
 def main() -> None:
@@ -226,7 +304,11 @@ def main() -> None:
     ap.add_argument("--pack", type=Path, default=DEFAULT_PACK)
     ap.add_argument("--volumes", type=int, default=5, help="how many test volumes (from patients 81–100)")
     ap.add_argument(
-        "--phase", choices=("any", "ED", "ES"), default="any", help="pick among these frames (any: evenly over all)"
+        "--phase",
+        choices=("any", "ED", "ES", "both"),
+        default="any",
+        help="pick among these frames (any: evenly over all; both: --volumes patients, each its ED and ES frame, "
+        "and the clinical indices of the pairs: EDV, EF, myocardial mass against the expert's)",
     )
     ap.add_argument("--budgets", default="10,30,60")
     ap.add_argument("--size", type=int, default=96)
@@ -263,6 +345,12 @@ def main() -> None:
         "--corrections",
         action="store_true",
         help="after the press: one simulated correction stroke per slice, then a second press (fix_ columns)",
+    )
+    ap.add_argument(
+        "--predict-other-frame",
+        action="store_true",
+        help="after the press: predict the patient's other frame (ED <-> ES) with the same model (other_ columns); "
+        "with --phase both the clinical indices also come from one frame's strokes",
     )
     ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
@@ -304,9 +392,14 @@ def main() -> None:
         centroid_weight=weights[1],
         steps_per_epoch=20,
     )
-    if args.phase != "any":
+    if args.phase in ("ED", "ES"):
         test_vols = [v for v in test_vols if pack.phases[v] == args.phase]
-    picks = test_vols[:: max(1, len(test_vols) // args.volumes)][: args.volumes]
+    if args.phase == "both":
+        ed = [v for v in test_vols if pack.phases[v] == "ED"]
+        patients = [pack.patients[v] for v in ed[:: max(1, len(ed) // args.volumes)][: args.volumes]]
+        picks = [v for p in patients for v in test_vols if pack.patients[v] == p]
+    else:
+        picks = test_vols[:: max(1, len(test_vols) // args.volumes)][: args.volumes]
 
     def load(v):  # type: ignore[no-untyped-def]
         """(image, scribbles, expert mask, spacing, centroid margins in source px) of volume ``v``."""
@@ -352,6 +445,9 @@ def main() -> None:
         first, dice_at, info, (state, geom) = run_volume(
             *volume, budgets, args.crop_margin, calibrate=not args.no_bn_calibration, oracle=args.oracle_sizes
         )
+        if args.predict_other_frame:
+            other = next(u for u in range(len(pack.patients)) if pack.patients[u] == pack.patients[v] and u != v)
+            info.update(other_frame(state, geom, scribbles, load(other)))
         if args.corrections:
             info.update(correction_round(state, geom, *volume, args.crop_margin, args.oracle_sizes))
         last = max(dice_at)
@@ -359,18 +455,22 @@ def main() -> None:
             "patient": int(pack.patients[v]),
             "phase": str(pack.phases[v]),
             "first_preview_s": round(first, 2),
-            **{f"dice@{b}s": round(d[0], 4) for b, d in dice_at.items()},
-            **{f"lcc@{b}s": round(d[1], 4) for b, d in dice_at.items()},
-            **{f"absent@{b}s": round(d[2], 4) for b, d in dice_at.items()},
-            **{f"marked@{b}s": round(d[3], 4) for b, d in dice_at.items()},
-            # Predict volume at the last budget, per class: Dice, then volume / the expert's volume
-            **{f"{n}@{last}s": round(d, 4) for n, d in zip(SHORT, dice_at[last][4 : 4 + K - 1])},
-            **{f"{n}_vol@{last}s": round(r, 2) for n, r in zip(SHORT, dice_at[last][3 + K :])},
+            **{f"{k}@{b}s": round(d[k], 4) for k in ("dice", "lcc", "absent", "marked") for b, d in dice_at.items()},
+            # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
+            **{
+                f"{k}@{last}s": round(x, 4 if "_" not in k else 2)
+                for k, x in dice_at[last].items()
+                if k.split("_")[0] in SHORT
+            },
+            **{f"{n}_ref_mL": round(float(v), 2) for n, v in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
             **info,
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
     med = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k not in ("patient", "phase")}
+    clinical = clinical_agreement(rows, last)
+    if clinical:
+        print(json.dumps({"clinical": clinical}), flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     print(
         json.dumps(

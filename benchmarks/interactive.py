@@ -29,6 +29,7 @@ Train); a run whose steps end before a budget is scored at its end for that budg
     python benchmarks/interactive.py --volumes 5 --budgets 60 --corrections   # + one round of correction strokes
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --corrections   # EF, EDV, mass
     python benchmarks/interactive.py --volumes 10 --phase ED --budgets 60 --predict-other-frame   # ES from ED
+    python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --continue-frames   # ES continues ED
 
 Prints one JSON line per volume and the medians.
 """
@@ -36,6 +37,7 @@ Prints one JSON line per volume and the medians.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from dataclasses import replace
@@ -121,13 +123,24 @@ def step_rate(data, cfg, seconds: float = 3.0) -> tuple[float, float]:  # type: 
 
 
 def run_volume(  # type: ignore[no-untyped-def]
-    image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, budgets, crop_margin, calibrate=True, oracle=None
+    image,
+    scribbles,
+    gt,
+    spacing,
+    ranges_mm2,
+    margins_src,
+    cfg,
+    budgets,
+    crop_margin,
+    calibrate=True,
+    oracle=None,
+    state=None,
 ):
     start = time.perf_counter()
     truth = None if oracle is None else (gt, oracle)
     data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin, truth)
     # train() moves the state's model in place, so state.model is the live network throughout.
-    state = TrainState.create(cfg, NAMES)
+    state = TrainState.create(cfg, NAMES) if state is None else state  # given: Train continues that model
     gen = train(data, cfg, state=state)
     first_preview = None
     dice_at: dict[int, dict[str, float]] = {}
@@ -352,6 +365,12 @@ def main() -> None:
         help="after the press: predict the patient's other frame (ED <-> ES) with the same model (other_ columns); "
         "with --phase both the clinical indices also come from one frame's strokes",
     )
+    ap.add_argument(
+        "--continue-frames",
+        action="store_true",
+        help="with --phase both: the ES press continues the model of the patient's ED press (Train pressed "
+        "again in the widget with the other frame picked) instead of a new model",
+    )
     ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
     ap.add_argument(
@@ -439,12 +458,23 @@ def main() -> None:
         sizing["warm_up_s"] = round(warm_up(cfg, K), 2)
         print(json.dumps({"warm_up_s": sizing["warm_up_s"]}), flush=True)
     rows = []
+    ed_models = {}  # patient -> the model after its ED press (--continue-frames)
     for v in picks:
         image, scribbles, gt, spacing, margins_src = load(v)
         volume = (image, scribbles, gt, spacing, ranges, margins_src, cfg)
+        start_from = ed_models.get(pack.patients[v]) if pack.phases[v] == "ES" else None
         first, dice_at, info, (state, geom) = run_volume(
-            *volume, budgets, args.crop_margin, calibrate=not args.no_bn_calibration, oracle=args.oracle_sizes
+            *volume,
+            budgets,
+            args.crop_margin,
+            calibrate=not args.no_bn_calibration,
+            oracle=args.oracle_sizes,
+            state=start_from,
         )
+        if start_from is not None:
+            info["continued_from_ED"] = True
+        if args.continue_frames and pack.phases[v] == "ED":
+            ed_models[pack.patients[v]] = copy.deepcopy(state)
         if args.predict_other_frame:
             other = next(u for u in range(len(pack.patients)) if pack.patients[u] == pack.patients[v] and u != v)
             info.update(other_frame(state, geom, scribbles, load(other)))

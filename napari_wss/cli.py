@@ -769,6 +769,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     text = table.format()
     _echo(text[: text.rfind("\nwall time")])
     if args.csv:
+        if unit == "mm":  # the CSV also carries every class's volume, predicted and reference
+            from napari_wss.metrics import class_volumes_ml
+
+            ml = np.array([[class_volumes_ml(a, k, p.spacing)[1:] for a in (p.pred, p.ref)] for p in pairs])
+            ml = np.concatenate([ml, ml.mean(axis=0, keepdims=True)])  # (cases + the mean row, 2, K - 1)
+            vols = ml.transpose(0, 2, 1).reshape(len(ml), -1)  # per class: predicted, reference
+            columns = (*columns, *(f"{n} {w} (mL)" for n in names[1:] for w in ("pred", "ref")))
+            rows = [(*row, *map(float, v)) for row, v in zip(rows, vols)]
         _write_csv(Path(args.csv), columns, rows)
         _echo(f"wrote {args.csv}")
     if unit == "mm":

@@ -333,6 +333,16 @@ def test_evaluate_folders_matched_by_name(tmp_path: Path, capsys: pytest.Capture
     expected = 2 * 48 / (48 + 72)
     assert "case1" in out and "case2" in out and f"{expected:.3f}" in out
 
+    # The CSV adds each class's volume: 72 reference voxels of 15 mm³ (AFFINE) = 1.08 mL, 48 = 0.72.
+    code, _, err = run(
+        capsys, "evaluate", "--pred", tmp_path / "pred", "--ref", tmp_path / "ref", "--csv", tmp_path / "s.csv"
+    )
+    assert code == 0, err
+    with open(tmp_path / "s.csv", newline="") as fh:
+        rows = {r["case"]: r for r in csv.DictReader(fh)}
+    assert float(rows["case1"]["class1 ref (mL)"]) == pytest.approx(1.08)
+    assert float(rows["mean"]["class1 pred (mL)"]) == pytest.approx(0.72)
+
 
 def test_measure_volumes_and_cardiac_indices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Voxels of 1.5 × 1.25 × 8 mm = 15 mm³: 1000 LV voxels at ED are 15 mL, 400 at ES 6 mL."""

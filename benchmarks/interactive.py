@@ -30,6 +30,7 @@ Train); a run whose steps end before a budget is scored at its end for that budg
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --corrections   # EF, EDV, mass
     python benchmarks/interactive.py --volumes 10 --phase ED --budgets 60 --predict-other-frame   # ES from ED
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --continue-frames   # ES continues ED
+    python benchmarks/interactive.py --volumes 5 --phase ED --background-loop 5   # background circled 5 mm out
 
 Prints one JSON line per volume and the medians.
 """
@@ -194,6 +195,22 @@ def class_columns(pred: np.ndarray, gt: np.ndarray, spacing, prefix: str = "") -
         cols |= {f"{prefix}{n}": float(d), f"{prefix}{n}_vol": float(v / r) if r > 0 else float("nan")}
         cols[f"{prefix}{n}_mL"] = float(v)
     return cols
+
+
+def background_loop(scribbles: np.ndarray, gt: np.ndarray, spacing, mm: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The scribbles plus, on every slice that has strokes, one background stroke (a one-pixel
+    loop) ``mm`` outside the expert's heart (all foreground classes): a user circling the heart
+    closely with the background brush instead of painting background far away."""
+    from scipy import ndimage
+
+    out = scribbles.copy()
+    for z in range(gt.shape[0]):
+        if not scribbles[z].any() or not gt[z].any():
+            continue
+        near = ndimage.distance_transform_edt(gt[z] == 0, sampling=spacing[1:]) <= mm
+        loop = near & ~ndimage.binary_erosion(near)
+        out[z][loop & (out[z] == 0)] = 1  # background = class 0, painted as 1
+    return out
 
 
 def correction_strokes(pred: np.ndarray, gt: np.ndarray, scribbles: np.ndarray, min_px: int = 20) -> np.ndarray:
@@ -366,6 +383,14 @@ def main() -> None:
         "with --phase both the clinical indices also come from one frame's strokes",
     )
     ap.add_argument(
+        "--background-loop",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="add one background stroke per scribbled slice, a loop MM outside the expert's heart "
+        "(a user circling the heart closely; the volume's own background strokes stay)",
+    )
+    ap.add_argument(
         "--continue-frames",
         action="store_true",
         help="with --phase both: the ES press continues the model of the patient's ED press (Train pressed "
@@ -461,6 +486,8 @@ def main() -> None:
     ed_models = {}  # patient -> the model after its ED press (--continue-frames)
     for v in picks:
         image, scribbles, gt, spacing, margins_src = load(v)
+        if args.background_loop is not None:
+            scribbles = background_loop(scribbles, gt, spacing, args.background_loop)
         volume = (image, scribbles, gt, spacing, ranges, margins_src, cfg)
         start_from = ed_models.get(pack.patients[v]) if pack.phases[v] == "ES" else None
         first, dice_at, info, (state, geom) = run_volume(

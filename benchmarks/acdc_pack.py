@@ -255,7 +255,7 @@ def largest_components(preds: list[np.ndarray]) -> list[np.ndarray]:
 CLINICAL_INDICES = ("LV EDV", "LV EF", "RV EDV", "RV EF", "myo mass")
 
 
-def clinical_agreement(preds: list[np.ndarray], pack: Pack, volumes: np.ndarray) -> dict[str, dict[str, float]]:
+def clinical_agreement(preds: list[np.ndarray], pack: Pack, volumes: np.ndarray) -> dict[str, dict[str, object]]:
     """LV / RV EDV and EF and the myocardial mass of the predicted test volumes against the
     expert's, over the patients whose ED and ES frames are both among ``volumes``: bias, SD,
     95 % limits, MAE (mL, %, g) and Pearson r."""
@@ -267,10 +267,4 @@ def clinical_agreement(preds: list[np.ndarray], pack: Pack, volumes: np.ndarray)
     pairs = [f for f in frames.values() if {"ED", "ES"} <= set(f)]
     pred = [cardiac_indices(f["ED"][0], f["ES"][0], names) for f in pairs]
     ref = [cardiac_indices(f["ED"][1], f["ES"][1], names) for f in pairs]
-    out = {}
-    for index in CLINICAL_INDICES:
-        a = agreement([i[index] for i in pred], [i[index] for i in ref])
-        lo, hi = a.limits
-        out[index] = {"n": a.n, "bias": round(a.bias, 1), "loa": [round(lo, 1), round(hi, 1)], "mae": round(a.mae, 1)}
-        out[index]["r"] = round(a.r, 3)
-    return out
+    return {index: agreement([i[index] for i in pred], [i[index] for i in ref]).summary() for index in CLINICAL_INDICES}

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from acdc_pack import DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_pack
+from acdc_pack import CLINICAL_INDICES, DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_pack
 
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume
@@ -186,6 +186,11 @@ def run_volume(  # type: ignore[no-untyped-def]
     return first_preview, dice_at, {"steps": state.step, "train_s": round(done, 1)}, (state, geom)
 
 
+def rounded(cols: dict[str, float]) -> dict[str, float]:
+    """Columns as printed: Dice to 4 decimals, volume ratios (``_vol``) and mL (``_mL``) to 2."""
+    return {k: round(x, 2 if k.endswith(("_vol", "_mL")) else 4) for k, x in cols.items()}
+
+
 def class_columns(pred: np.ndarray, gt: np.ndarray, spacing, prefix: str = "") -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Per class: Dice, volume over the expert's (``_vol``), volume in mL (``_mL``)."""
     dice = score_volume(pred, gt, K, spacing).dice[1:]
@@ -248,7 +253,7 @@ def other_frame(state, geom, scribbles, loaded) -> dict[str, float]:  # type: ig
     cols = class_columns(cut, gt, spacing, prefix="other_")
     return {
         "other_marked": round(float(np.nanmean([cols[f"other_{n}"] for n in SHORT])), 4),
-        **{k: round(x, 4 if k.count("_") == 1 else 2) for k, x in cols.items()},
+        **rounded(cols),
         **{f"other_{n}_ref_mL": round(float(x), 2) for n, x in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
     }
 
@@ -275,7 +280,7 @@ def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, mar
         "fix_stroke_share": round(float((fixed != scribbles).sum() / max(1, (scribbles > 0).sum())), 3),
         "fix_dice": round(float(np.nanmean(score_volume(pred, gt, K, spacing).dice[1:])), 4),
         "fix_marked": round(float(np.nanmean([cols[f"fix_{n}"] for n in SHORT])), 4),
-        **{k: round(x, 4 if k.count("_") == 1 else 2) for k, x in cols.items()},
+        **rounded(cols),
         "fix_train_s": round(seconds, 1),
     }
 
@@ -310,16 +315,9 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
         return {}
     out: dict[str, dict[str, object]] = {}
     for src, by_patient in measured.items():
-        for index in ("LV EDV", "LV EF", "RV EDV", "RV EF", "myo mass"):
+        for index in CLINICAL_INDICES:
             a = agreement([m[index] for m in by_patient.values()], [expert[p][index] for p in by_patient])
-            out[f"{src}: {index}"] = {
-                "n": a.n,
-                "bias": round(a.bias, 1),
-                "sd": round(a.sd, 1),
-                "loa": [round(x, 1) for x in a.limits],
-                "mae": round(a.mae, 1),
-                "r": round(a.r, 3),
-            }
+            out[f"{src}: {index}"] = a.summary()
     out["per_patient"] = {
         str(p): {"expert": {k: round(x, 1) for k, x in e.items()}}
         | {src: {k: round(x, 1) for k, x in m[p].items()} for src, m in measured.items() if p in m}
@@ -514,11 +512,7 @@ def main() -> None:
             "first_preview_s": round(first, 2),
             **{f"{k}@{b}s": round(d[k], 4) for k in ("dice", "lcc", "absent", "marked") for b, d in dice_at.items()},
             # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
-            **{
-                f"{k}@{last}s": round(x, 4 if "_" not in k else 2)
-                for k, x in dice_at[last].items()
-                if k.split("_")[0] in SHORT
-            },
+            **{f"{k}@{last}s": x for k, x in rounded(dice_at[last]).items() if k.split("_")[0] in SHORT},
             **{f"{n}_ref_mL": round(float(v), 2) for n, v in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
             **info,
         }

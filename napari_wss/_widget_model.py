@@ -108,7 +108,7 @@ class ModelActions:
         names = self.w.table.names()
         ml = class_volumes_ml(labels, len(names), spacing)
         layer.metadata["volumes_ml"] = {n: float(v) for n, v in zip(names, ml)}
-        text = f"Volumes: {describe_volumes(labels, names, spacing)}."
+        text = f"Volumes: {describe_volumes(ml, names)}."
         others = [
             other
             for other in self.w.viewer.layers

@@ -155,10 +155,9 @@ def two_frame_indices(a_ml: np.ndarray, b_ml: np.ndarray, names: Sequence[str]) 
     return cardiac_indices(ed, es, names)
 
 
-def describe_volumes(labels: np.ndarray, names: Sequence[str], spacing: Sequence[float]) -> str:
-    """One line for the user: every foreground class's volume in mL (and the myocardial mass),
-    e.g. ``RV 182.6 mL · myocardium 82.0 mL (86.1 g) · LV 156.8 mL``."""
-    ml = class_volumes_ml(labels, len(names), spacing)
+def describe_volumes(ml: np.ndarray, names: Sequence[str]) -> str:
+    """One line for the user from ``class_volumes_ml``: every foreground class's volume in mL (and
+    the myocardial mass), e.g. ``RV 182.6 mL · myocardium 82.0 mL (86.1 g) · LV 156.8 mL``."""
     myo = cardiac_classes(names).get("myocardium")
     parts = [
         f"{n} {v:.1f} mL" + (f" ({v * MYOCARDIUM_DENSITY_G_PER_ML:.1f} g)" if c == myo else "")
@@ -183,6 +182,18 @@ class Agreement:
     def limits(self) -> tuple[float, float]:
         """95 % limits of agreement, bias ± 1.96 SD."""
         return self.bias - 1.96 * self.sd, self.bias + 1.96 * self.sd
+
+    def summary(self) -> dict[str, object]:
+        """The figures as a report prints them (JSON-ready; values in the quantity's unit)."""
+        lo, hi = self.limits
+        return {
+            "n": self.n,
+            "bias": round(self.bias, 1),
+            "sd": round(self.sd, 1),
+            "loa": [round(lo, 1), round(hi, 1)],
+            "mae": round(self.mae, 1),
+            "r": round(self.r, 3),
+        }
 
 
 def agreement(measured: Sequence[float], reference: Sequence[float]) -> Agreement:

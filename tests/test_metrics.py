@@ -110,5 +110,5 @@ def test_agreement_hand_computed() -> None:
 def test_describe_volumes() -> None:
     labels = np.zeros((1, 10, 10), np.uint8)
     labels[0, :5] = 2  # 50 voxels of 20 mm³ = 1 mL
-    text = describe_volumes(labels, NAMES, (20.0, 1.0, 1.0))
+    text = describe_volumes(class_volumes_ml(labels, 4, (20.0, 1.0, 1.0)), NAMES)
     assert text == "RV 0.0 mL · myocardium 1.0 mL (1.1 g) · LV 0.0 mL"

@@ -51,7 +51,7 @@ from acdc_pack import CLINICAL_INDICES, DEFAULT_PACK, K, area_ranges_mm2, centro
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
-from napari_wss.postprocess import keep_largest_component
+from napari_wss.postprocess import fill_convex_hull, keep_largest_component
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
 
 NAMES = ("background", "RV", "myocardium", "LV")
@@ -161,8 +161,12 @@ def run_volume(  # type: ignore[no-untyped-def]
             "absent": clear_absent(pred, absent),
             "marked": keep_largest_component(pred, K, scribbles=scribbles),
         }
+        # the LV cavity as its convex hull, taking back the myocardium inside it (papillary muscles)
+        variants["hull"] = fill_convex_hull(variants["marked"], 3, (2,))
         out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
-        return out | class_columns(variants["marked"], gt, spacing)
+        return (
+            out | class_columns(variants["marked"], gt, spacing) | class_columns(variants["hull"], gt, spacing, "hull_")
+        )
 
     for _ in gen:
         if first_preview is None:
@@ -288,7 +292,8 @@ def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, mar
 def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, object]]:  # type: ignore[type-arg]
     """LV / RV end-diastolic volume and ejection fraction and the myocardial mass from Predict
     volume's output against the expert's (bias, SD, 95 % limits, MAE, r), per source: ``press``
-    (each frame trained on its own strokes, when both frames ran), ``corrected`` (the same after
+    (each frame trained on its own strokes, when both frames ran; ``press, convex LV``: the same
+    predictions with the LV cavity's convex hull filled, ``hull_`` columns), ``corrected`` (the same after
     the correction round) and ``ED strokes only`` (ES predicted by the ED frame's model,
     ``--predict-other-frame``)."""
     ed = {r["patient"]: r for r in rows if r["phase"] == "ED"}
@@ -304,6 +309,8 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
         if p in es:
             expert[p] = cardiac_indices(ml(r, "{}_ref_mL"), ml(es[p], "{}_ref_mL"), NAMES)
             measured.setdefault("press", {})[p] = cardiac_indices(ml(r, press), ml(es[p], press), NAMES)
+            hull = "hull_" + press  # the same output with the LV cavity made convex (the widget's default)
+            measured.setdefault("press, convex LV", {})[p] = cardiac_indices(ml(r, hull), ml(es[p], hull), NAMES)
             if "fix_RV_mL" in r:
                 fixed = cardiac_indices(ml(r, "fix_{}_mL"), ml(es[p], "fix_{}_mL"), NAMES)
                 measured.setdefault("corrected", {})[p] = fixed
@@ -407,6 +414,13 @@ def main() -> None:
         action="store_true",
         help="predict mid-run with batch norm's running averages (as before re-estimation was added)",
     )
+    ap.add_argument(
+        "--save-predictions",
+        metavar="DIR",
+        default=None,
+        help="write each volume's Predict volume output after the press (with the image, strokes, expert "
+        "mask and voxel size) to DIR/<patient>_<phase>.npz, for post-processing studies off the clock",
+    )
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     pack = load_pack(args.pack)
@@ -500,6 +514,12 @@ def main() -> None:
             info["continued_from_ED"] = True
         if args.continue_frames and pack.phases[v] == "ED":
             ed_models[pack.patients[v]] = copy.deepcopy(state)
+        if args.save_predictions:
+            pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
+            out = Path(args.save_predictions) / f"{pack.patients[v]:03d}_{pack.phases[v]}.npz"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            marked = keep_largest_component(pred, K, scribbles=scribbles)
+            np.savez_compressed(out, pred=marked, image=image, scribbles=scribbles, gt=gt, spacing=spacing)
         if args.predict_other_frame:
             other = next(u for u in range(len(pack.patients)) if pack.patients[u] == pack.patients[v] and u != v)
             info.update(other_frame(state, geom, scribbles, load(other)))
@@ -510,9 +530,17 @@ def main() -> None:
             "patient": int(pack.patients[v]),
             "phase": str(pack.phases[v]),
             "first_preview_s": round(first, 2),
-            **{f"{k}@{b}s": round(d[k], 4) for k in ("dice", "lcc", "absent", "marked") for b, d in dice_at.items()},
+            **{
+                f"{k}@{b}s": round(d[k], 4)
+                for k in ("dice", "lcc", "absent", "marked", "hull")
+                for b, d in dice_at.items()
+            },
             # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
-            **{f"{k}@{last}s": x for k, x in rounded(dice_at[last]).items() if k.split("_")[0] in SHORT},
+            **{
+                f"{k}@{last}s": x
+                for k, x in rounded(dice_at[last]).items()
+                if k.removeprefix("hull_").split("_")[0] in SHORT
+            },
             **{f"{n}_ref_mL": round(float(v), 2) for n, v in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
             **info,
         }

@@ -168,6 +168,7 @@ class TrainJob:
     labels: np.ndarray | None  # (Z, Y, X) source ground truth for Dice, or None
     absent: tuple[tuple[int, int], ...] = ()
     islands: str | None = None  # previews remove islands as Predict volume does: "volume", "slice" or None
+    lv_hull: bool = False  # previews make the LV cavity convex as Predict volume does (classes found by name)
 
     @property
     def n_slices(self) -> int:
@@ -188,6 +189,7 @@ def build_job(
     absent: Sequence[tuple[int, int]] = (),
     crop: bool = False,
     islands: str | None = None,
+    lv_hull: bool = False,
 ) -> TrainJob:
     """Slices at network resolution with their bounds (source pixels → network pixels).
 
@@ -195,9 +197,11 @@ def build_job(
     structures); predictions outside it are background. ``islands`` (``"volume"`` or ``"slice"``):
     previews that show every slice keep, per class, the objects its strokes touch (its largest
     where they touch none), as Predict volume does (:func:`~napari_wss.postprocess.keep_largest_component`).
+    ``lv_hull``: previews then hand the myocardium inside the LV cavity's convex hull to the cavity
+    (:func:`~napari_wss.postprocess.fill_lv_hull`; refused unless classes are named LV and myocardium).
     """
     from napari_wss import data
-    from napari_wss.postprocess import LARGEST_COMPONENT
+    from napari_wss.postprocess import LARGEST_COMPONENT, lv_hull_classes
 
     if islands not in (None, *LARGEST_COMPONENT):
         raise InputError(f"islands must be one of {LARGEST_COMPONENT} or None, got {islands!r}")
@@ -222,8 +226,10 @@ def build_job(
         box=box,
     )
     names = tuple(p.name for p in priors)
+    if lv_hull:
+        lv_hull_classes(names)
     config = config.with_(preview_every=0)
-    return TrainJob(ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent), islands)
+    return TrainJob(ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent), islands, lv_hull)
 
 
 def network_bounds(job: TrainJob, priors: Sequence[ClassPrior], absent: Sequence[tuple[int, int]]) -> BoundsUpdate:
@@ -363,7 +369,7 @@ def _train_steps(
     import torch
 
     from napari_wss import metrics, training
-    from napari_wss.postprocess import keep_largest_component
+    from napari_wss.postprocess import fill_lv_hull, keep_largest_component
 
     training.after_warm_up()  # the widget's background warm-up, if still running, ends first
     if state is None:
@@ -409,6 +415,8 @@ def _train_steps(
                     frame = keep_largest_component(
                         frame, len(job.class_names), per_slice=job.islands == "slice", scribbles=job.scribbles
                     )
+                if job.lv_hull:  # slice by slice: any previewed rows
+                    frame = fill_lv_hull(frame, job.class_names)
                 if job.labels is not None:
                     dice = metrics.dice_per_class(frame, job.labels[rows], len(job.class_names))
                 cost = time.perf_counter() - now

@@ -47,6 +47,14 @@ class ModelActions:
             return None
         return "slice" if _layers.is_stack(image.metadata) else "volume"
 
+    def lv_hull(self, class_names: Any) -> bool:
+        """Whether Predict volume and the previews make the LV cavity convex: the box ticked and
+        the classes named LV and myocardium (:func:`~napari_wss.postprocess.fill_lv_hull`)."""
+        from napari_wss.metrics import cardiac_classes
+
+        found = cardiac_classes(list(class_names))
+        return self.w.lv_hull.isChecked() and "LV" in found and "myocardium" in found
+
     def _guard(self) -> None:
         if self.w.runner.running:
             raise InputError("training is running: stop it first")
@@ -77,6 +85,7 @@ class ModelActions:
                 device=device,
                 largest_component=keep,
                 scribbles=marks,
+                lv_hull=self.lv_hull(w.state.class_names),
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )

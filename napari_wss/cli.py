@@ -568,6 +568,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from napari_wss.training import load_checkpoint, predict_volume
 
     state = load_checkpoint(args.model)
+    if args.lv_hull:
+        from napari_wss.postprocess import lv_hull_classes
+
+        lv_hull_classes(state.class_names)  # refused before any file is read or written
     if args.acdc:
         return _predict_acdc(args, state)
     if not args.image or not args.out:
@@ -606,7 +610,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from napari_wss.data import check_scribbles
 
         marks = check_scribbles(load_map(args.scribbles, img, what="scribbles"), state.num_classes)
-    labels = np.asarray(predict_volume(state, img.data, device=args.device, largest_component=keep, scribbles=marks))
+    labels = np.asarray(
+        predict_volume(
+            state, img.data, device=args.device, largest_component=keep, scribbles=marks, lv_hull=args.lv_hull
+        )
+    )
     if img.kind == "pngdir":
         out.mkdir(parents=True, exist_ok=True)
         for name, lab in zip(img.names, labels):
@@ -638,7 +646,9 @@ def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
     for case, target in zip(cases, targets):
         vol = io.read_nifti(case.image)
         keep = "volume" if args.largest_component else None
-        labels = np.asarray(predict_volume(state, vol.data, device=args.device, largest_component=keep))
+        labels = np.asarray(
+            predict_volume(state, vol.data, device=args.device, largest_component=keep, lv_hull=args.lv_hull)
+        )
         io.write_nifti(target, labels, vol.affine, spacing=vol.spacing, source=case.image, overwrite=args.overwrite)
     _echo(f"wrote {len(cases)} predictions to {out}")
     return 0
@@ -1195,6 +1205,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--scribbles",
         metavar="S",
         help="with --largest-component: keep instead each class's objects that these strokes of it touch",
+    )
+    p.add_argument(
+        "--lv-hull",
+        action="store_true",
+        help="on every slice the LV cavity takes back the myocardium inside its convex hull (papillary muscles "
+        "counted in the cavity, as ACDC's experts do); needs classes named LV and myocardium",
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)

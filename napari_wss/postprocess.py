@@ -12,8 +12,12 @@ it is an option, and it is wrong for classes with many instances (cells, nuclei)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
+
+from napari_wss.errors import InputError
 
 LARGEST_COMPONENT = ("volume", "slice")
 """How :func:`keep_largest_component` connects voxels: across slices, or within each slice."""
@@ -83,3 +87,53 @@ def keep_largest_component(
             keep = components == sizes.argmax()
         out[(components != 0) & ~keep] = background
     return out
+
+
+def fill_convex_hull(labels: np.ndarray, target: int, absorb: tuple[int, ...] | list[int]) -> np.ndarray:
+    """On every 2D slice, hand the pixels of the ``absorb`` classes that lie inside the convex hull
+    of class ``target`` to ``target``.
+
+    Meant for a cavity drawn by convention as a convex region: ACDC's experts (and most cardiac
+    MRI guidelines) count the papillary muscles and trabeculae as part of the left-ventricular
+    cavity, while their intensity is the myocardium's, so a network taught by intensity carves them
+    out of the cavity and thickens the wall inwards. ``fill_convex_hull(pred, lv, (myo,))`` puts
+    them back. Pixels of other classes are left alone; so are slices without ``target``.
+    The input is not modified.
+    """
+    from skimage.morphology import convex_hull_image
+
+    lab = np.asarray(labels)
+    if lab.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D or 3D label map, got shape {lab.shape}")
+    out = lab.copy()
+    slices = out[None] if out.ndim == 2 else out  # a view: writes reach ``out``
+    movable = np.isin(slices, list(absorb))
+    for z in range(slices.shape[0]):
+        mask = slices[z] == target
+        if mask.sum() < 3 or not movable[z].any():
+            continue
+        hull = convex_hull_image(mask)
+        slices[z][hull & movable[z]] = target
+    return out
+
+
+def lv_hull_classes(class_names: Sequence[str]) -> tuple[int, int]:
+    """(LV cavity, myocardium) among ``class_names`` for :func:`fill_lv_hull`, found by name
+    (``LV`` / ``left ventricle``, ``myocardium`` / ``myo``; :func:`~napari_wss.metrics.cardiac_classes`).
+    Names without both are refused in one line."""
+    from napari_wss.metrics import cardiac_classes
+
+    idx = cardiac_classes(class_names)
+    if "LV" not in idx or "myocardium" not in idx:
+        raise InputError(
+            f"the convex LV cavity needs classes named LV and myocardium; the model has {', '.join(class_names)}"
+        )
+    return idx["LV"], idx["myocardium"]
+
+
+def fill_lv_hull(labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """:func:`fill_convex_hull` for a heart: the left-ventricular cavity takes back the myocardium
+    inside its convex hull on every slice (the papillary muscles, which ACDC's experts count in the
+    cavity). Classes by name, as :func:`lv_hull_classes`."""
+    lv, myo = lv_hull_classes(class_names)
+    return fill_convex_hull(labels, lv, (myo,))

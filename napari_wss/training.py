@@ -39,7 +39,7 @@ from napari_wss.losses.functional import (
 )
 from napari_wss.metrics import dice_per_class
 from napari_wss.models.unet import build_model
-from napari_wss.postprocess import LARGEST_COMPONENT, keep_largest_component
+from napari_wss.postprocess import LARGEST_COMPONENT, fill_lv_hull, keep_largest_component, lv_hull_classes
 
 log = logging.getLogger(__name__)
 
@@ -765,6 +765,7 @@ def predict_volume(
     return_probs: bool = False,
     largest_component: str | None = None,
     scribbles: np.ndarray | None = None,
+    lv_hull: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
 
@@ -776,12 +777,16 @@ def predict_volume(
     (:func:`~napari_wss.postprocess.keep_largest_component`; the probabilities are not changed).
     ``scribbles`` (the strokes on the image's grid, class c painted as c + 1): with
     ``largest_component``, a class keeps the components its own strokes mark instead of its largest.
+    ``lv_hull``: then, on every slice, the myocardium inside the LV cavity's convex hull joins the
+    cavity (papillary muscles; :func:`~napari_wss.postprocess.fill_lv_hull`, classes found by name).
 
     Returns:
         uint8 labels shaped like ``image`` (and float32 probabilities ``(Z, K, Y, X)`` if asked).
     """
     if largest_component not in (None, *LARGEST_COMPONENT):
         raise InputError(f"largest_component must be one of {LARGEST_COMPONENT} or None, got {largest_component!r}")
+    if lv_hull:
+        lv_hull_classes(state.class_names)  # a model without LV / myocardium is refused before predicting
     img = np.asarray(image)
     squeeze = img.ndim == 2
     if squeeze:
@@ -819,6 +824,8 @@ def predict_volume(
         labels = keep_largest_component(
             labels, state.num_classes, per_slice=largest_component == "slice", scribbles=marks
         )
+    if lv_hull:
+        labels = fill_lv_hull(labels, state.class_names)
     if squeeze:
         labels = labels[0]
         if probs_out is not None:

@@ -13,7 +13,7 @@ import pytest
 from helpers import assert_one_line_error
 
 from napari_wss import cli, io, toy
-from napari_wss.postprocess import keep_largest_component
+from napari_wss.postprocess import fill_convex_hull, keep_largest_component
 from napari_wss.training import load_checkpoint
 
 ACDC = Path(__file__).resolve().parents[1].parent / "shared/data/acdc"
@@ -268,6 +268,10 @@ def test_train_predict_evaluate_round_trip(
     assert code == 0, err
     want = keep_largest_component(written.data, 4, scribbles=io.read_nifti(strokes).data.astype(np.int64))
     np.testing.assert_array_equal(io.read_nifti(marked).data, want)
+    hull = tmp_path / "hull.nii.gz"
+    code, _, err = run(capsys, *args, "--largest-component", "--lv-hull", "--out", hull)
+    assert code == 0, err
+    np.testing.assert_array_equal(io.read_nifti(hull).data, fill_convex_hull(want, 3, (2,)))
 
     # Existing output and the source itself are refused.
     code, _, err = run(capsys, "predict", "--model", model, "--image", phantom_files["image"], "--out", pred)
@@ -448,6 +452,9 @@ def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.Capture
     for name in ("000.png", "001.png", "002.png"):
         raw = io.read_png(tmp_path / "preds" / name)
         np.testing.assert_array_equal(io.read_png(tmp_path / "kept" / name), keep_largest_component(raw, 2))
+    code, _, err = run(capsys, *folder, "--out", tmp_path / "hull", "--lv-hull")
+    assert_one_line_error(code, err, "needs classes named LV and myocardium", "background, class1")
+    assert not (tmp_path / "hull").exists()  # refused before anything is written
 
 
 def test_parse_bound_flags() -> None:

@@ -1,4 +1,5 @@
-"""Island removal (largest or marked components) and the absence rule, on hand-built label maps."""
+"""Island removal (largest or marked components), the convex LV cavity and the absence rule, on
+hand-built label maps."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
+from skimage.morphology import convex_hull_image
 
 from napari_wss.config import ClassPrior
 from napari_wss.data import absent_classes, bounds_from_priors
-from napari_wss.postprocess import keep_largest_component
+from napari_wss.errors import InputError
+from napari_wss.postprocess import fill_convex_hull, fill_lv_hull, keep_largest_component, lv_hull_classes
 
 
 def test_2d_keeps_each_classes_largest_island_and_clears_the_rest() -> None:
@@ -143,3 +146,53 @@ def test_properties_on_random_maps(shape: tuple[int, int, int], k: int, seed: in
             assert kept == hit  # exactly the objects its strokes touch
         else:
             np.testing.assert_array_equal(marked == c, out == c)  # no stroke inside: the largest, as before
+
+
+def _ring_heart() -> np.ndarray:
+    """One 21² slice: a myocardial ring (2) around an LV disc (3) with a papillary notch of
+    myocardium cut into the cavity, an RV (1) beside it, background 0."""
+    yy, xx = np.mgrid[:21, :21]
+    r = np.hypot(yy - 10, xx - 10)
+    lab = np.zeros((21, 21), dtype=np.uint8)
+    lab[r <= 8] = 2
+    lab[r <= 5] = 3
+    lab[9:12, 13:16] = 2  # papillary muscle: myocardium reaching into the cavity from the wall
+    lab[8:10, 11:13] = 1  # an RV pixel block inside the hull (not myocardium: left alone)
+    lab[0:2, 0:4] = 1
+    return lab
+
+
+def test_convex_hull_hands_the_myocardium_inside_the_cavity_to_it() -> None:
+    lab = _ring_heart()
+    out = fill_convex_hull(lab, 3, (2,))
+    inside = convex_hull_image(lab == 3)
+    assert ((lab == 2) & inside).any()  # the notch lies in the hull: the test sees the fill at work
+    np.testing.assert_array_equal(out[(lab == 2) & inside], 3)
+    np.testing.assert_array_equal(out[~((lab == 2) & inside)], lab[~((lab == 2) & inside)])  # nothing else moves
+    assert (out == 2).sum() > 0 and (out[lab == 1] == 1).all()  # the ring outside stays, the RV is untouched
+    assert out[10, 14] == 3 and out[10, 17] == 2  # the notch joins the cavity, the wall beside it stays
+    assert lab[10, 14] == 2  # the input is left as it was
+
+
+def test_convex_hull_works_per_slice_and_skips_slices_without_the_cavity() -> None:
+    heart = _ring_heart()
+    no_lv = np.where(heart == 3, 2, heart).astype(np.uint8)  # an apical slice: myocardium, no cavity
+    vol = np.stack([heart, no_lv])
+    out = fill_convex_hull(vol, 3, (2,))
+    np.testing.assert_array_equal(out[0], fill_convex_hull(heart, 3, (2,)))
+    np.testing.assert_array_equal(out[1], no_lv)
+    with pytest.raises(ValueError, match="2D or 3D"):
+        fill_convex_hull(np.zeros(5, np.uint8), 3, (2,))
+
+
+def test_lv_hull_finds_the_classes_by_name_and_refuses_without_them() -> None:
+    lab = _ring_heart()
+    np.testing.assert_array_equal(
+        fill_lv_hull(lab, ["background", "RV", "myocardium", "LV"]), fill_convex_hull(lab, 3, (2,))
+    )
+    swapped = np.choose(lab, [0, 1, 3, 2]).astype(np.uint8)  # the LV stored as 2, the myocardium as 3
+    np.testing.assert_array_equal(
+        fill_lv_hull(swapped, ["bg", "right ventricle", "left ventricle", "myo"]), fill_convex_hull(swapped, 2, (3,))
+    )
+    with pytest.raises(InputError, match="needs classes named LV and myocardium; the model has bg, cell"):
+        lv_hull_classes(["bg", "cell"])

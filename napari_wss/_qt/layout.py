@@ -120,6 +120,14 @@ def build_layout(w: WssWidget) -> None:
         "Right for one heart, wrong for many cells."
     )
     run.addWidget(w.largest_component, 2, 2)
+    w.lv_hull = QCheckBox("convex LV cavity")
+    w.lv_hull.setChecked(True)  # measured on ACDC: see benchmarks/interactive.py (hull@)
+    w.lv_hull.setToolTip(
+        "With classes named LV and myocardium: on every slice the myocardium inside the LV cavity's convex "
+        "hull joins the cavity (papillary muscles and trabeculae, counted in the cavity by ACDC's experts). "
+        "Untick where your convention counts them as myocardium."
+    )
+    run.addWidget(w.lv_hull, 3, 2)
     w.progress_bar = QProgressBar()
     w.progress_bar.setRange(0, 1)
     w.progress_bar.setValue(0)

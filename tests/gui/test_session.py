@@ -145,3 +145,17 @@ def test_previews_remove_islands_as_predict_volume_does(phantom) -> None:  # typ
         marked = set(np.unique(comps[scr == c + 1])) - {0}
         assert n <= 1 or marked == set(range(1, n + 1))  # one object, or only objects the strokes touch
     assert (raw != kept).any()  # an untrained network paints islands: the test sees the cut at work
+
+
+def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> None:  # type: ignore[no-untyped-def]
+    from napari_wss.postprocess import fill_lv_hull
+
+    img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
+    with pytest.raises(InputError, match="needs classes named LV and myocardium"):
+        _session.build_job(img, scr, _priors(("bg", "a", "b", "c")), CFG, lv_hull=True)
+    frames = {}
+    for hull in (False, True):
+        job = _session.build_job(img, scr, _priors(), CFG.with_(steps=1), islands="volume", lv_hull=hull)
+        control = _session.RunControl(preview_interval=0.0, nice=0)
+        frames[hull] = next(_session.run_training(job, None, control)).frame
+    np.testing.assert_array_equal(frames[True], fill_lv_hull(frames[False], [p.name for p in _priors()]))

@@ -10,7 +10,7 @@ import pytest
 
 from napari_wss import training
 from napari_wss._qt.class_table import SIZE_HI
-from napari_wss.postprocess import keep_largest_component
+from napari_wss.postprocess import fill_lv_hull, keep_largest_component
 
 pytestmark = pytest.mark.gui
 
@@ -114,13 +114,17 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
 
     raw = training.predict_volume(loaded, viewer.layers["cardiac phantom"].data)
     strokes = widget.scribble_layer().data.copy()
-    for keep in (True, False):  # on by default: each class's marked (else largest) 3D objects
+    names = widget.table.names()
+    assert widget.lv_hull.isChecked()  # on by default, with the phantom's classes named LV and myocardium
+    for keep, hull in ((True, True), (False, True), (False, False)):  # islands: marked (else largest) 3D objects
         assert widget.largest_component.isChecked() is keep
+        widget.lv_hull.setChecked(hull)
         widget.prediction_layer.data[...] = 0
         worker = widget.model.predict()
         with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
             pass
         expected = keep_largest_component(raw, 4, scribbles=strokes) if keep else raw
+        expected = fill_lv_hull(expected, names) if hull else expected
         np.testing.assert_array_equal(widget.prediction_layer.data, expected)
         widget.largest_component.setChecked(False)
     np.testing.assert_array_equal(widget.scribble_layer().data, strokes)  # prediction never paints there
@@ -153,6 +157,7 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
         with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
             pass
         strokes = seen["scribbles"]
+        assert seen["lv_hull"] is True  # the phantom's classes are named LV and myocardium, the box is ticked
         if keep:
             assert seen["largest_component"] == "volume"
             assert isinstance(strokes, np.ndarray) and strokes is not widget.scribble_layer().data

@@ -169,6 +169,7 @@ class TrainJob:
     absent: tuple[tuple[int, int], ...] = ()
     islands: str | None = None  # previews remove islands as Predict volume does: "volume", "slice" or None
     lv_hull: bool = False  # previews make the LV cavity convex as Predict volume does (classes found by name)
+    max_wall: tuple[float, tuple[float, float]] | None = None  # (mm, in-plane spacing): the wall-thickness limit
 
     @property
     def n_slices(self) -> int:
@@ -190,6 +191,7 @@ def build_job(
     crop: bool = False,
     islands: str | None = None,
     lv_hull: bool = False,
+    max_wall: tuple[float, tuple[float, float]] | None = None,
 ) -> TrainJob:
     """Slices at network resolution with their bounds (source pixels → network pixels).
 
@@ -199,6 +201,8 @@ def build_job(
     where they touch none), as Predict volume does (:func:`~napari_wss.postprocess.keep_largest_component`).
     ``lv_hull``: previews then hand the myocardium inside the LV cavity's convex hull to the cavity
     (:func:`~napari_wss.postprocess.fill_lv_hull`; refused unless classes are named LV and myocardium).
+    ``max_wall`` = (mm, in-plane spacing in mm): previews then drop the myocardium farther than that
+    from the LV cavity (:func:`~napari_wss.postprocess.limit_wall_thickness`), as Predict volume does.
     """
     from napari_wss import data
     from napari_wss.postprocess import LARGEST_COMPONENT, lv_hull_classes
@@ -226,10 +230,10 @@ def build_job(
         box=box,
     )
     names = tuple(p.name for p in priors)
-    if lv_hull:
+    if lv_hull or max_wall is not None:
         lv_hull_classes(names)
     config = config.with_(preview_every=0)
-    return TrainJob(ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent), islands, lv_hull)
+    return TrainJob(ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent), islands, lv_hull, max_wall)
 
 
 def network_bounds(job: TrainJob, priors: Sequence[ClassPrior], absent: Sequence[tuple[int, int]]) -> BoundsUpdate:
@@ -369,7 +373,7 @@ def _train_steps(
     import torch
 
     from napari_wss import metrics, training
-    from napari_wss.postprocess import fill_lv_hull, keep_largest_component
+    from napari_wss.postprocess import fill_lv_hull, keep_largest_component, limit_wall_thickness
 
     training.after_warm_up()  # the widget's background warm-up, if still running, ends first
     if state is None:
@@ -417,6 +421,8 @@ def _train_steps(
                     )
                 if job.lv_hull:  # slice by slice: any previewed rows
                     frame = fill_lv_hull(frame, job.class_names)
+                if job.max_wall is not None:
+                    frame = limit_wall_thickness(frame, job.class_names, *job.max_wall)
                 if job.labels is not None:
                     dice = metrics.dice_per_class(frame, job.labels[rows], len(job.class_names))
                 cost = time.perf_counter() - now

@@ -182,6 +182,7 @@ class WssWidget(QWidget):
             crop=self.settings.crop.isChecked(),
             islands=self.model.islands(image),
             lv_hull=self.model.lv_hull(p.name for p in priors),
+            max_wall=self.model.wall_limit(p.name for p in priors),
         )
         if state is None:
             state = training.TrainState.create(job.config, job.class_names, priors=job.priors)

@@ -55,6 +55,20 @@ class ModelActions:
         found = cardiac_classes(list(class_names))
         return self.w.lv_hull.isChecked() and "LV" in found and "myocardium" in found
 
+    def wall_limit(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:
+        """(mm, in-plane spacing) of the wall-thickness limit, or None when it is off (0). Set, it
+        needs classes named LV and myocardium and an image with a voxel size: refused otherwise."""
+        from napari_wss.postprocess import lv_hull_classes
+
+        mm = float(self.w.max_wall.value())
+        if mm <= 0:
+            return None
+        lv_hull_classes(list(class_names))
+        spacing = self.w.spacing_zyx()
+        if spacing is None:
+            raise InputError("the maximum wall thickness needs an image with a voxel size (NIfTI): set it to off")
+        return mm, (spacing[1], spacing[2])
+
     def _guard(self) -> None:
         if self.w.runner.running:
             raise InputError("training is running: stop it first")
@@ -78,6 +92,7 @@ class ModelActions:
             device = w.settings.device.currentText()
             keep = self.islands(image)
             marks = _strokes_on(image, w.scribble_layer()) if keep else None
+            wall = self.wall_limit(w.state.class_names)
             worker = create_worker(
                 predict_volume,
                 w.state,
@@ -86,6 +101,8 @@ class ModelActions:
                 largest_component=keep,
                 scribbles=marks,
                 lv_hull=self.lv_hull(w.state.class_names),
+                max_wall_mm=None if wall is None else wall[0],
+                spacing_yx=None if wall is None else wall[1],
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )

@@ -568,15 +568,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from napari_wss.training import load_checkpoint, predict_volume
 
     state = load_checkpoint(args.model)
-    if args.lv_hull:
+    if args.lv_hull or args.max_wall_mm is not None:
         from napari_wss.postprocess import lv_hull_classes
 
         lv_hull_classes(state.class_names)  # refused before any file is read or written
+    if args.max_wall_mm is not None and not args.max_wall_mm > 0:
+        raise InputError(f"--max-wall-mm must be a positive number of mm, got {args.max_wall_mm:g}")
     if args.acdc:
         return _predict_acdc(args, state)
     if not args.image or not args.out:
         raise InputError("predict needs --image IMG and --out OUT (or --acdc ROOT --out DIR)")
     img = load_image(args.image, spacing=args.spacing, frame=args.frame)
+    if args.max_wall_mm is not None and img.kind != "nifti":
+        raise InputError("--max-wall-mm needs a NIfTI image: its voxel size says what a millimetre is")
     out = Path(args.out)
     if out.resolve() == img.path.resolve():
         raise InputError(f"refusing to write the prediction onto the source image {img.path}; choose another --out")
@@ -612,7 +616,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         marks = check_scribbles(load_map(args.scribbles, img, what="scribbles"), state.num_classes)
     labels = np.asarray(
         predict_volume(
-            state, img.data, device=args.device, largest_component=keep, scribbles=marks, lv_hull=args.lv_hull
+            state,
+            img.data,
+            device=args.device,
+            largest_component=keep,
+            scribbles=marks,
+            lv_hull=args.lv_hull,
+            max_wall_mm=args.max_wall_mm,
+            spacing_yx=tuple(img.spacing[1:]),
         )
     )
     if img.kind == "pngdir":
@@ -647,7 +658,15 @@ def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
         vol = io.read_nifti(case.image)
         keep = "volume" if args.largest_component else None
         labels = np.asarray(
-            predict_volume(state, vol.data, device=args.device, largest_component=keep, lv_hull=args.lv_hull)
+            predict_volume(
+                state,
+                vol.data,
+                device=args.device,
+                largest_component=keep,
+                lv_hull=args.lv_hull,
+                max_wall_mm=args.max_wall_mm,
+                spacing_yx=tuple(vol.spacing[1:]),
+            )
         )
         io.write_nifti(target, labels, vol.affine, spacing=vol.spacing, source=case.image, overwrite=args.overwrite)
     _echo(f"wrote {len(cases)} predictions to {out}")
@@ -1211,6 +1230,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on every slice the LV cavity takes back the myocardium inside its convex hull (papillary muscles "
         "counted in the cavity, as ACDC's experts do); needs classes named LV and myocardium",
+    )
+    p.add_argument(
+        "--max-wall-mm",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="the myocardium farther than MM from the LV cavity becomes background, slice by slice (the wall "
+        "thickness you know: ~12 at end-diastole for a heart without hypertrophy); NIfTI only",
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)

@@ -137,3 +137,28 @@ def fill_lv_hull(labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
     cavity). Classes by name, as :func:`lv_hull_classes`."""
     lv, myo = lv_hull_classes(class_names)
     return fill_convex_hull(labels, lv, (myo,))
+
+
+def limit_wall_thickness(
+    labels: np.ndarray, class_names: Sequence[str], max_mm: float, spacing_yx: tuple[float, float]
+) -> np.ndarray:
+    """On every slice with an LV cavity, the myocardium farther than ``max_mm`` from the cavity
+    becomes background: the wall can be no thicker than the user says (a cardiologist knows it —
+    end-diastolic walls above 12–15 mm mean hypertrophy). Slices without a cavity (beyond the apex)
+    are left as they are. Classes by name, as :func:`lv_hull_classes`; ``spacing_yx`` in mm."""
+    if not max_mm > 0:
+        raise InputError(f"the maximum wall thickness must be a positive number of mm, got {max_mm}")
+    lv, myo = lv_hull_classes(class_names)
+    lab = np.asarray(labels)
+    if lab.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D or 3D label map, got shape {lab.shape}")
+    out = lab.copy()
+    slices = out[None] if out.ndim == 2 else out
+    for z in range(slices.shape[0]):
+        cavity = slices[z] == lv
+        wall = slices[z] == myo
+        if not cavity.any() or not wall.any():
+            continue
+        far = ndimage.distance_transform_edt(~cavity, sampling=spacing_yx) > max_mm
+        slices[z][far & wall] = 0
+    return out

@@ -39,7 +39,13 @@ from napari_wss.losses.functional import (
 )
 from napari_wss.metrics import dice_per_class
 from napari_wss.models.unet import build_model
-from napari_wss.postprocess import LARGEST_COMPONENT, fill_lv_hull, keep_largest_component, lv_hull_classes
+from napari_wss.postprocess import (
+    LARGEST_COMPONENT,
+    fill_lv_hull,
+    keep_largest_component,
+    limit_wall_thickness,
+    lv_hull_classes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -766,6 +772,8 @@ def predict_volume(
     largest_component: str | None = None,
     scribbles: np.ndarray | None = None,
     lv_hull: bool = False,
+    max_wall_mm: float | None = None,
+    spacing_yx: tuple[float, float] | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
 
@@ -779,14 +787,18 @@ def predict_volume(
     ``largest_component``, a class keeps the components its own strokes mark instead of its largest.
     ``lv_hull``: then, on every slice, the myocardium inside the LV cavity's convex hull joins the
     cavity (papillary muscles; :func:`~napari_wss.postprocess.fill_lv_hull`, classes found by name).
+    ``max_wall_mm`` (with the in-plane ``spacing_yx`` in mm): last, the myocardium farther than that
+    from the LV cavity becomes background (:func:`~napari_wss.postprocess.limit_wall_thickness`).
 
     Returns:
         uint8 labels shaped like ``image`` (and float32 probabilities ``(Z, K, Y, X)`` if asked).
     """
     if largest_component not in (None, *LARGEST_COMPONENT):
         raise InputError(f"largest_component must be one of {LARGEST_COMPONENT} or None, got {largest_component!r}")
-    if lv_hull:
+    if lv_hull or max_wall_mm is not None:
         lv_hull_classes(state.class_names)  # a model without LV / myocardium is refused before predicting
+    if max_wall_mm is not None and (spacing_yx is None or not max_wall_mm > 0):
+        raise InputError("a maximum wall thickness needs a positive number of mm and the image's voxel size")
     img = np.asarray(image)
     squeeze = img.ndim == 2
     if squeeze:
@@ -826,6 +838,8 @@ def predict_volume(
         )
     if lv_hull:
         labels = fill_lv_hull(labels, state.class_names)
+    if max_wall_mm is not None:
+        labels = limit_wall_thickness(labels, state.class_names, max_wall_mm, spacing_yx)  # type: ignore[arg-type]
     if squeeze:
         labels = labels[0]
         if probs_out is not None:

@@ -13,7 +13,7 @@ import pytest
 from helpers import assert_one_line_error
 
 from napari_wss import cli, io, toy
-from napari_wss.postprocess import fill_convex_hull, keep_largest_component
+from napari_wss.postprocess import fill_convex_hull, keep_largest_component, limit_wall_thickness
 from napari_wss.training import load_checkpoint
 
 ACDC = Path(__file__).resolve().parents[1].parent / "shared/data/acdc"
@@ -272,6 +272,20 @@ def test_train_predict_evaluate_round_trip(
     code, _, err = run(capsys, *args, "--largest-component", "--lv-hull", "--out", hull)
     assert code == 0, err
     np.testing.assert_array_equal(io.read_nifti(hull).data, fill_convex_hull(want, 3, (2,)))
+    wall = tmp_path / "wall.nii.gz"
+    code, _, err = run(capsys, *args, "--largest-component", "--lv-hull", "--max-wall-mm", "4", "--out", wall)
+    assert code == 0, err
+    names = ("background", "RV", "myocardium", "LV")
+    capped = limit_wall_thickness(fill_convex_hull(want, 3, (2,)), names, 4.0, source.spacing[1:])
+    np.testing.assert_array_equal(io.read_nifti(wall).data, capped)
+    code, _, err = run(capsys, *args, "--max-wall-mm", "-3", "--out", tmp_path / "neg.nii.gz")
+    assert_one_line_error(code, err, "--max-wall-mm must be a positive number of mm")
+    png = tmp_path / "slice.png"
+    io.write_png(png, np.zeros((16, 16), np.uint8))
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--image", png, "--out", tmp_path / "p.png", "--max-wall-mm", "9"
+    )
+    assert_one_line_error(code, err, "--max-wall-mm needs a NIfTI image")
 
     # Existing output and the source itself are refused.
     code, _, err = run(capsys, "predict", "--model", model, "--image", phantom_files["image"], "--out", pred)
@@ -455,6 +469,8 @@ def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.Capture
     code, _, err = run(capsys, *folder, "--out", tmp_path / "hull", "--lv-hull")
     assert_one_line_error(code, err, "needs classes named LV and myocardium", "background, class1")
     assert not (tmp_path / "hull").exists()  # refused before anything is written
+    code, _, err = run(capsys, *folder, "--out", tmp_path / "wall", "--max-wall-mm", "10")
+    assert_one_line_error(code, err, "needs classes named LV and myocardium")
 
 
 def test_parse_bound_flags() -> None:

@@ -13,7 +13,13 @@ from skimage.morphology import convex_hull_image
 from napari_wss.config import ClassPrior
 from napari_wss.data import absent_classes, bounds_from_priors
 from napari_wss.errors import InputError
-from napari_wss.postprocess import fill_convex_hull, fill_lv_hull, keep_largest_component, lv_hull_classes
+from napari_wss.postprocess import (
+    fill_convex_hull,
+    fill_lv_hull,
+    keep_largest_component,
+    limit_wall_thickness,
+    lv_hull_classes,
+)
 
 
 def test_2d_keeps_each_classes_largest_island_and_clears_the_rest() -> None:
@@ -196,3 +202,24 @@ def test_lv_hull_finds_the_classes_by_name_and_refuses_without_them() -> None:
     )
     with pytest.raises(InputError, match="needs classes named LV and myocardium; the model has bg, cell"):
         lv_hull_classes(["bg", "cell"])
+
+
+def test_wall_thickness_limit_drops_the_myocardium_beyond_it_in_mm() -> None:
+    names = ["background", "RV", "myocardium", "LV"]
+    lab = np.zeros((1, 9, 30), dtype=np.uint8)
+    lab[0, :, 0:5] = 3  # the cavity: columns 0-4
+    lab[0, :, 5:25] = 2  # the wall: columns 5-24, 1 .. 20 columns from the cavity
+    lab[0, :, 25:] = 1  # RV beyond it: never touched
+    no_lv = np.where(lab == 3, 0, lab).astype(np.uint8)
+    vol = np.concatenate([lab, no_lv])
+    out = limit_wall_thickness(vol, names, 6.0, (1.0, 0.5))  # 0.5 mm columns: 6 mm = 12 columns
+    np.testing.assert_array_equal(out[0, :, 5:17], 2)  # columns 5-16 lie within 6 mm
+    np.testing.assert_array_equal(out[0, :, 17:25], 0)  # beyond it: background
+    np.testing.assert_array_equal(out[0, :, 25:], 1)
+    np.testing.assert_array_equal(out[1], no_lv[0])  # no cavity on the slice: nothing to measure from
+    assert (vol[0] == 2).sum() == 9 * 20  # the input is left as it was
+    np.testing.assert_array_equal(limit_wall_thickness(lab[0], names, 6.0, (1.0, 0.5)), out[0])  # 2D too
+    with pytest.raises(InputError, match="positive number of mm"):
+        limit_wall_thickness(lab, names, 0.0, (1.0, 1.0))
+    with pytest.raises(InputError, match="needs classes named LV and myocardium"):
+        limit_wall_thickness(lab, ["bg", "a", "b", "c"], 6.0, (1.0, 1.0))

@@ -128,6 +128,17 @@ def build_layout(w: WssWidget) -> None:
         "Untick where your convention counts them as myocardium."
     )
     run.addWidget(w.lv_hull, 3, 2)
+    w.max_wall = FloatField(
+        0.0,
+        maximum=100.0,
+        single_step=1.0,
+        tooltip="With classes named LV and myocardium and an image with a voxel size: the myocardium farther "
+        "than this from the LV cavity becomes background on every slice. State the wall you expect: about "
+        "12 mm at end-diastole without hypertrophy, more at end-systole or with hypertrophy. 0 = off.",
+    )
+    w.max_wall.setSpecialValueText("off")
+    run.addWidget(QLabel("max wall thickness (mm)"), 3, 0)
+    run.addWidget(w.max_wall, 3, 1)
     w.progress_bar = QProgressBar()
     w.progress_bar.setRange(0, 1)
     w.progress_bar.setValue(0)

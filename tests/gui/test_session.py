@@ -148,7 +148,7 @@ def test_previews_remove_islands_as_predict_volume_does(phantom) -> None:  # typ
 
 
 def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> None:  # type: ignore[no-untyped-def]
-    from napari_wss.postprocess import fill_lv_hull
+    from napari_wss.postprocess import fill_lv_hull, limit_wall_thickness
 
     img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
     with pytest.raises(InputError, match="needs classes named LV and myocardium"):
@@ -158,4 +158,12 @@ def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> N
         job = _session.build_job(img, scr, _priors(), CFG.with_(steps=1), islands="volume", lv_hull=hull)
         control = _session.RunControl(preview_interval=0.0, nice=0)
         frames[hull] = next(_session.run_training(job, None, control)).frame
-    np.testing.assert_array_equal(frames[True], fill_lv_hull(frames[False], [p.name for p in _priors()]))
+    names = [p.name for p in _priors()]
+    np.testing.assert_array_equal(frames[True], fill_lv_hull(frames[False], names))
+    job = _session.build_job(
+        img, scr, _priors(), CFG.with_(steps=1), islands="volume", lv_hull=True, max_wall=(2.0, (1.5, 1.5))
+    )
+    control = _session.RunControl(preview_interval=0.0, nice=0)
+    capped = next(_session.run_training(job, None, control)).frame
+    np.testing.assert_array_equal(capped, limit_wall_thickness(frames[True], names, 2.0, (1.5, 1.5)))
+    assert (capped != frames[True]).any()  # the untrained wall is thicker than 2 mm: the limit is at work

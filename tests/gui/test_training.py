@@ -141,7 +141,7 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     assert not notes.errors(), notes
 
 
-def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gui, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gui, qtbot, monkeypatch, notes) -> None:  # type: ignore[no-untyped-def]
     _viewer, widget = make_widget("phantom", steps=2)
     gui.train_and_wait(widget)
     seen: dict[str, object] = {}
@@ -158,6 +158,7 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
             pass
         strokes = seen["scribbles"]
         assert seen["lv_hull"] is True  # the phantom's classes are named LV and myocardium, the box is ticked
+        assert seen["max_wall_mm"] is None  # the wall limit is off until the user states one
         if keep:
             assert seen["largest_component"] == "volume"
             assert isinstance(strokes, np.ndarray) and strokes is not widget.scribble_layer().data
@@ -173,6 +174,15 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
     for c, name in enumerate(names):
         assert volumes[name] == pytest.approx(counts[c] * np.prod(spacing) / 1000)
     assert f"{names[3]} {volumes[names[3]]:.1f} mL" in widget.status.text()
+    # A stated wall thickness reaches Predict volume with the image's in-plane voxel size ...
+    widget.max_wall.setValue(9.5)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    assert seen["max_wall_mm"] == 9.5 and seen["spacing_yx"] == spacing[1:]
+    # ... and without a voxel size it is refused in one line, nothing predicted.
+    monkeypatch.setattr(widget, "spacing_zyx", lambda: None)
+    assert widget.model.predict() is None
+    assert "needs an image with a voxel size" in notes.errors()[-1]
 
 
 def test_second_frame_own_prediction_and_ejection_fraction(make_widget, gui, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,102 @@
+"""Predict volume's post-processing, studied off the clock on saved predictions.
+
+``interactive.py --save-predictions DIR`` writes, per volume, Predict volume's output after the
+press with its islands removed (``pred``), the expert mask, the strokes and the voxel size. This
+script scores variants of the post-processing on them, with no training: the LV cavity made convex
+(``fill_lv_hull``, the widget's default) and, on top, the myocardium limited to a wall thickness
+(``limit_wall_thickness``) at each bound given — one per frame, since the wall thickens in systole.
+
+    python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --save-predictions /tmp/preds
+    python benchmarks/postprocess_study.py /tmp/preds --wall-ed 8,10,12,15,20 --wall-es 12,15,18,20
+
+Prints, per frame and variant, the median mean Dice, how many volumes went up and down against
+the islands-only output, the per-class medians and volume ratios, and (with both frames of a
+patient) the clinical agreement: LV / RV EDV and EF, myocardial mass against the expert's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from acdc_pack import CLINICAL_INDICES, K
+
+from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
+from napari_wss.postprocess import fill_lv_hull, limit_wall_thickness
+
+NAMES = ("background", "RV", "myocardium", "LV")
+
+
+def variants(pred: np.ndarray, spacing: np.ndarray, walls: list[float]) -> list[np.ndarray]:
+    """Islands removed (as saved), + the convex LV cavity, + each wall-thickness limit."""
+    hull = fill_lv_hull(pred, NAMES)
+    return [pred, hull, *(limit_wall_thickness(hull, NAMES, mm, tuple(spacing[1:])) for mm in walls)]
+
+
+def variant_name(i: int, walls: list[str]) -> str:
+    """Name of variant ``i``; ``walls`` = its bound(s) as text (one per frame for the clinical rows)."""
+    return ("islands", "convex LV")[i] if i < 2 else f"convex LV + wall <= {walls[i - 2]} mm"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("preds", type=Path, help="the folder interactive.py --save-predictions wrote")
+    ap.add_argument("--wall-ed", default="12", help="wall-thickness bounds (mm) for end-diastolic frames")
+    ap.add_argument("--wall-es", default="15", help="... and for end-systolic frames (as many as --wall-ed)")
+    args = ap.parse_args()
+    walls = {"ED": [float(x) for x in args.wall_ed.split(",")], "ES": [float(x) for x in args.wall_es.split(",")]}
+    if len(walls["ED"]) != len(walls["ES"]):
+        raise SystemExit("give as many --wall-es bounds as --wall-ed bounds (they are paired)")
+    files = sorted(args.preds.glob("*_E[DS].npz"))
+    if not files:
+        raise SystemExit(f"no <patient>_<ED|ES>.npz files in {args.preds}")
+    dice: dict[tuple[str, int], list[np.ndarray]] = {}  # (phase, variant index) -> per-volume class Dice
+    ratio: dict[tuple[str, int], list[np.ndarray]] = {}
+    volumes: dict[tuple[int, str], list[np.ndarray]] = {}  # (patient, phase) -> per-variant mL (+ expert's last)
+    for f in files:
+        patient, phase = int(f.stem.split("_")[0]), f.stem.split("_")[1]
+        d = np.load(f)
+        gt, spacing = d["gt"], d["spacing"]
+        ref = class_volumes_ml(gt, K, spacing)
+        mls = []
+        for i, lab in enumerate(variants(d["pred"], spacing, walls[phase])):
+            dice.setdefault((phase, i), []).append(score_volume(lab, gt, K, spacing).dice[1:])
+            ml = class_volumes_ml(lab, K, spacing)
+            ratio.setdefault((phase, i), []).append(ml[1:] / ref[1:])
+            mls.append(ml)
+        volumes[(patient, phase)] = [*mls, ref]
+    for phase in ("ED", "ES"):
+        base = np.array([x.mean() for x in dice.get((phase, 0), [])])
+        for i in range(2 + len(walls[phase])):
+            if (phase, i) not in dice:
+                continue
+            per = np.array(dice[(phase, i)])
+            mean = per.mean(axis=1)
+            row = {
+                "phase": phase,
+                "variant": variant_name(i, [f"{mm:g}" for mm in walls[phase]]),
+                "volumes": len(mean),
+                "median": round(float(np.median(mean)), 4),
+                "up": int((mean > base + 1e-9).sum()),
+                "down": int((mean < base - 1e-9).sum()),
+                "largest_drop": round(float((mean - base).min()), 4),
+                "RV/myo/LV": np.median(per, axis=0).round(4).tolist(),
+                "volume/expert": np.median(np.array(ratio[(phase, i)]), axis=0).round(2).tolist(),
+            }
+            print(json.dumps(row), flush=True)
+    patients = sorted({p for p, ph in volumes if (p, "ES") in volumes and ph == "ED"})
+    if not patients:
+        return
+    pairs = [(volumes[(p, "ED")], volumes[(p, "ES")]) for p in patients]
+    expert = [cardiac_indices(ed[-1], es[-1], NAMES) for ed, es in pairs]
+    for i in range(2 + len(walls["ED"])):
+        measured = [cardiac_indices(ed[i], es[i], NAMES) for ed, es in pairs]
+        name = variant_name(i, [f"{a:g}/{b:g}" for a, b in zip(walls["ED"], walls["ES"])])
+        clinical = {k: agreement([m[k] for m in measured], [e[k] for e in expert]).summary() for k in CLINICAL_INDICES}
+        print(json.dumps({"clinical": name, "patients": len(patients), **clinical}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

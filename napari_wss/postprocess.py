@@ -8,6 +8,10 @@ hand the rest to the background. Where the user's strokes are at hand (the volum
 the object their strokes of a class touch is kept instead, also when a stray outgrows it.
 Whether it helps is measured (benchmarks/interactive.py, benchmarks/acdc_quality.py), not assumed:
 it is an option, and it is wrong for classes with many instances (cells, nuclei).
+
+For a heart two more rules, slice by slice, with the classes found by name: the LV cavity as its
+convex hull (the papillary muscles the experts count in it, :func:`fill_lv_hull`) and the
+myocardium within a wall thickness the user states (:func:`limit_wall_thickness`).
 """
 
 from __future__ import annotations
@@ -126,7 +130,8 @@ def lv_hull_classes(class_names: Sequence[str]) -> tuple[int, int]:
     idx = cardiac_classes(class_names)
     if "LV" not in idx or "myocardium" not in idx:
         raise InputError(
-            f"the convex LV cavity needs classes named LV and myocardium; the model has {', '.join(class_names)}"
+            "the convex LV cavity and the wall limit need classes named LV and myocardium; "
+            f"the model has {', '.join(class_names)}"
         )
     return idx["LV"], idx["myocardium"]
 

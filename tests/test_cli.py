@@ -467,10 +467,10 @@ def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.Capture
         raw = io.read_png(tmp_path / "preds" / name)
         np.testing.assert_array_equal(io.read_png(tmp_path / "kept" / name), keep_largest_component(raw, 2))
     code, _, err = run(capsys, *folder, "--out", tmp_path / "hull", "--lv-hull")
-    assert_one_line_error(code, err, "needs classes named LV and myocardium", "background, class1")
+    assert_one_line_error(code, err, "need classes named LV and myocardium", "background, class1")
     assert not (tmp_path / "hull").exists()  # refused before anything is written
     code, _, err = run(capsys, *folder, "--out", tmp_path / "wall", "--max-wall-mm", "10")
-    assert_one_line_error(code, err, "needs classes named LV and myocardium")
+    assert_one_line_error(code, err, "need classes named LV and myocardium")
 
 
 def test_parse_bound_flags() -> None:

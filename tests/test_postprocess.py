@@ -200,7 +200,7 @@ def test_lv_hull_finds_the_classes_by_name_and_refuses_without_them() -> None:
     np.testing.assert_array_equal(
         fill_lv_hull(swapped, ["bg", "right ventricle", "left ventricle", "myo"]), fill_convex_hull(swapped, 2, (3,))
     )
-    with pytest.raises(InputError, match="needs classes named LV and myocardium; the model has bg, cell"):
+    with pytest.raises(InputError, match="need classes named LV and myocardium; the model has bg, cell"):
         lv_hull_classes(["bg", "cell"])
 
 
@@ -221,5 +221,5 @@ def test_wall_thickness_limit_drops_the_myocardium_beyond_it_in_mm() -> None:
     np.testing.assert_array_equal(limit_wall_thickness(lab[0], names, 6.0, (1.0, 0.5)), out[0])  # 2D too
     with pytest.raises(InputError, match="positive number of mm"):
         limit_wall_thickness(lab, names, 0.0, (1.0, 1.0))
-    with pytest.raises(InputError, match="needs classes named LV and myocardium"):
+    with pytest.raises(InputError, match="need classes named LV and myocardium"):
         limit_wall_thickness(lab, ["bg", "a", "b", "c"], 6.0, (1.0, 1.0))

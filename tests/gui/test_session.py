@@ -151,7 +151,7 @@ def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> N
     from napari_wss.postprocess import fill_lv_hull, limit_wall_thickness
 
     img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
-    with pytest.raises(InputError, match="needs classes named LV and myocardium"):
+    with pytest.raises(InputError, match="need classes named LV and myocardium"):
         _session.build_job(img, scr, _priors(("bg", "a", "b", "c")), CFG, lv_hull=True)
     frames = {}
     for hull in (False, True):

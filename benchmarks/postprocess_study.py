@@ -10,8 +10,9 @@ script scores variants of the post-processing on them, with no training: the LV 
     python benchmarks/postprocess_study.py /tmp/preds --wall-ed 8,10,12,15,20 --wall-es 12,15,18,20
 
 Prints, per frame and variant, the median mean Dice, how many volumes went up and down against
-the islands-only output, the per-class medians and volume ratios, and (with both frames of a
-patient) the clinical agreement: LV / RV EDV and EF, myocardial mass against the expert's.
+the islands-only output (and against the convex cavity alone), the per-class medians and volume
+ratios, and (with both frames of a patient) the clinical agreement: LV / RV EDV and EF,
+myocardial mass against the expert's.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def main() -> None:
         volumes[(patient, phase)] = [*mls, ref]
     for phase in ("ED", "ES"):
         base = np.array([x.mean() for x in dice.get((phase, 0), [])])
+        convex = np.array([x.mean() for x in dice.get((phase, 1), [])])
         for i in range(2 + len(walls[phase])):
             if (phase, i) not in dice:
                 continue
@@ -82,6 +84,8 @@ def main() -> None:
                 "up": int((mean > base + 1e-9).sum()),
                 "down": int((mean < base - 1e-9).sum()),
                 "largest_drop": round(float((mean - base).min()), 4),
+                "up_vs_convex": int((mean > convex + 1e-9).sum()),
+                "down_vs_convex": int((mean < convex - 1e-9).sum()),
                 "RV/myo/LV": np.median(per, axis=0).round(4).tolist(),
                 "volume/expert": np.median(np.array(ratio[(phase, i)]), axis=0).round(2).tolist(),
             }

@@ -337,7 +337,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", choices=("nifti", "pack"), default="nifti")
     ap.add_argument("--pack", type=Path, default=DEFAULT_PACK)
-    ap.add_argument("--volumes", type=int, default=5, help="how many test volumes (from patients 81–100)")
+    ap.add_argument("--volumes", type=int, default=5, help="how many test volumes (from the --fold's patients)")
+    ap.add_argument(
+        "--fold",
+        type=int,
+        default=5,
+        choices=range(1, 6),
+        help="test patients 20·(F−1)+1 … 20·F, size ranges from the other folds (5: 81–100, abnormal RV; "
+        "2: 21–40, hypertrophic)",
+    )
     ap.add_argument(
         "--phase",
         choices=("any", "ED", "ES", "both"),
@@ -360,6 +368,8 @@ def main() -> None:
     )
     ap.add_argument("--lr-schedule", default="cosine", choices=("constant", "cosine"))
     ap.add_argument("--mode", default="constrained", help="constrained, partial (scribbles only)")
+    ap.add_argument("--size-weight", type=float, default=None, help="default: the penalty's (config.PENALTY_WEIGHTS)")
+    ap.add_argument("--centroid-weight", type=float, default=None, help="default: the penalty's; 0 = no centroid term")
     ap.add_argument("--crf-weight", type=float, default=0.0)
     ap.add_argument("--entropy-weight", type=float, default=0.0)
     ap.add_argument("--depth", type=int, default=4)
@@ -424,7 +434,7 @@ def main() -> None:
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     pack = load_pack(args.pack)
-    train_vols, test_vols = pack.fold_volumes(5)
+    train_vols, test_vols = pack.fold_volumes(args.fold)
     ranges = area_ranges_mm2(pack, train_vols)
     margins_net = centroid_margins(pack, pack.slices_of(train_vols))
     weights = PENALTY_WEIGHTS[Penalty(args.penalty)]
@@ -444,8 +454,8 @@ def main() -> None:
         size=args.size,
         device=args.device,
         preview_every=0,
-        size_weight=weights[0],
-        centroid_weight=weights[1],
+        size_weight=weights[0] if args.size_weight is None else args.size_weight,
+        centroid_weight=weights[1] if args.centroid_weight is None else args.centroid_weight,
         steps_per_epoch=20,
     )
     if args.phase in ("ED", "ES"):

@@ -253,18 +253,18 @@ def largest_components(preds: list[np.ndarray]) -> list[np.ndarray]:
 
 
 CLINICAL_INDICES = ("LV EDV", "LV EF", "RV EDV", "RV EF", "myo mass")
+NAMES = ("background", "RV", "myocardium", "LV")  # ACDC's label values 0-3
 
 
 def clinical_agreement(preds: list[np.ndarray], pack: Pack, volumes: np.ndarray) -> dict[str, dict[str, object]]:
     """LV / RV EDV and EF and the myocardial mass of the predicted test volumes against the
     expert's, over the patients whose ED and ES frames are both among ``volumes``: bias, SD,
     95 % limits, MAE (mL, %, g) and Pearson r."""
-    names = ("background", "RV", "myocardium", "LV")
     frames: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for p, v in zip(preds, volumes):
         ml = (class_volumes_ml(p, K, pack.spacings[v]), class_volumes_ml(pack.gt[v], K, pack.spacings[v]))
         frames.setdefault(int(pack.patients[v]), {})[str(pack.phases[v])] = ml
     pairs = [f for f in frames.values() if {"ED", "ES"} <= set(f)]
-    pred = [cardiac_indices(f["ED"][0], f["ES"][0], names) for f in pairs]
-    ref = [cardiac_indices(f["ED"][1], f["ES"][1], names) for f in pairs]
+    pred = [cardiac_indices(f["ED"][0], f["ES"][0], NAMES) for f in pairs]
+    ref = [cardiac_indices(f["ED"][1], f["ES"][1], NAMES) for f in pairs]
     return {index: agreement([i[index] for i in pred], [i[index] for i in ref]).summary() for index in CLINICAL_INDICES}

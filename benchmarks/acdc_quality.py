@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from acdc_pack import (
     DEFAULT_PACK,
+    NAMES,
     POSITIONS,
     K,
     Pack,
@@ -41,7 +42,7 @@ from acdc_pack import (
 
 from napari_wss.config import PENALTY_WEIGHTS, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels
-from napari_wss.postprocess import fill_convex_hull
+from napari_wss.postprocess import fill_lv_hull
 from napari_wss.training import train
 
 # name: (TrainConfig changes, priors used)
@@ -89,7 +90,7 @@ def run_one(
     sizes, cents = bounds_for(pack, slices, priors, train_vols)
     data = dataset(pack, slices, sizes, cents)
     start = time.perf_counter()
-    gen = train(data, cfg, class_names=("background", "RV", "myocardium", "LV"))
+    gen = train(data, cfg, class_names=NAMES)
     state = None
     try:
         while True:
@@ -102,7 +103,7 @@ def run_one(
     dice, hd = score_all(preds, pack, test_vols, pool)
     kept = largest_components(preds)
     dice_lcc, hd_lcc = score_all(kept, pack, test_vols, pool)
-    hulled = [fill_convex_hull(p, 3, (2,)) for p in kept]  # + the LV cavity's convex hull (papillary muscles)
+    hulled = [fill_lv_hull(p, NAMES) for p in kept]  # + the LV cavity's convex hull (papillary muscles)
     dice_hull, _ = score_all(hulled, pack, test_vols, pool)
     by_position = [position_dice(p, pack.gt[v]) for p, v in zip(preds, test_vols)]
     with warnings.catch_warnings():

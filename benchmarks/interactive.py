@@ -46,15 +46,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from acdc_pack import CLINICAL_INDICES, DEFAULT_PACK, K, area_ranges_mm2, centroid_margins, load_pack
+from acdc_pack import CLINICAL_INDICES, DEFAULT_PACK, NAMES, K, area_ranges_mm2, centroid_margins, load_pack
 
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
-from napari_wss.postprocess import fill_convex_hull, keep_largest_component
+from napari_wss.postprocess import fill_lv_hull, keep_largest_component
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
 
-NAMES = ("background", "RV", "myocardium", "LV")
 SHORT = ("RV", "myo", "LV")  # the per-class columns
 
 
@@ -162,7 +161,7 @@ def run_volume(  # type: ignore[no-untyped-def]
             "marked": keep_largest_component(pred, K, scribbles=scribbles),
         }
         # the LV cavity as its convex hull, taking back the myocardium inside it (papillary muscles)
-        variants["hull"] = fill_convex_hull(variants["marked"], 3, (2,))
+        variants["hull"] = fill_lv_hull(variants["marked"], NAMES)
         out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
         return (
             out | class_columns(variants["marked"], gt, spacing) | class_columns(variants["hull"], gt, spacing, "hull_")

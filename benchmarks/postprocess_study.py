@@ -22,12 +22,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from acdc_pack import CLINICAL_INDICES, K
+from acdc_pack import CLINICAL_INDICES, NAMES, K
 
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
 from napari_wss.postprocess import fill_lv_hull, limit_wall_thickness
-
-NAMES = ("background", "RV", "myocardium", "LV")
 
 
 def variants(pred: np.ndarray, spacing: np.ndarray, walls: list[float]) -> list[np.ndarray]:

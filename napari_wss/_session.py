@@ -373,7 +373,7 @@ def _train_steps(
     import torch
 
     from napari_wss import metrics, training
-    from napari_wss.postprocess import fill_lv_hull, keep_largest_component, limit_wall_thickness
+    from napari_wss.postprocess import heart_rules, keep_largest_component
 
     training.after_warm_up()  # the widget's background warm-up, if still running, ends first
     if state is None:
@@ -419,10 +419,8 @@ def _train_steps(
                     frame = keep_largest_component(
                         frame, len(job.class_names), per_slice=job.islands == "slice", scribbles=job.scribbles
                     )
-                if job.lv_hull:  # slice by slice: any previewed rows
-                    frame = fill_lv_hull(frame, job.class_names)
-                if job.max_wall is not None:
-                    frame = limit_wall_thickness(frame, job.class_names, *job.max_wall)
+                mm, yx = job.max_wall if job.max_wall is not None else (None, None)  # per slice: any rows
+                frame = heart_rules(frame, job.class_names, lv_hull=job.lv_hull, max_wall_mm=mm, spacing_yx=yx)
                 if job.labels is not None:
                     dice = metrics.dice_per_class(frame, job.labels[rows], len(job.class_names))
                 cost = time.perf_counter() - now

@@ -614,17 +614,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from napari_wss.data import check_scribbles
 
         marks = check_scribbles(load_map(args.scribbles, img, what="scribbles"), state.num_classes)
+    heart = _heart_rules(args, img.spacing)
     labels = np.asarray(
-        predict_volume(
-            state,
-            img.data,
-            device=args.device,
-            largest_component=keep,
-            scribbles=marks,
-            lv_hull=args.lv_hull,
-            max_wall_mm=args.max_wall_mm,
-            spacing_yx=tuple(img.spacing[1:]),
-        )
+        predict_volume(state, img.data, device=args.device, largest_component=keep, scribbles=marks, **heart)
     )
     if img.kind == "pngdir":
         out.mkdir(parents=True, exist_ok=True)
@@ -638,6 +630,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {int(c)}" for n, c in zip(state.class_names, counts))
     _echo(f"wrote {out} ({labels.shape[0]} slice(s); voxels per class: {summary})")
     return 0
+
+
+def _heart_rules(args: argparse.Namespace, spacing_zyx: tuple[float, float, float]) -> dict[str, Any]:
+    """``predict_volume``'s heart options from ``--lv-hull`` / ``--max-wall-mm`` and the image's voxel size."""
+    return {"lv_hull": args.lv_hull, "max_wall_mm": args.max_wall_mm, "spacing_yx": tuple(spacing_zyx[1:])}
 
 
 def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
@@ -657,17 +654,8 @@ def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
     for case, target in zip(cases, targets):
         vol = io.read_nifti(case.image)
         keep = "volume" if args.largest_component else None
-        labels = np.asarray(
-            predict_volume(
-                state,
-                vol.data,
-                device=args.device,
-                largest_component=keep,
-                lv_hull=args.lv_hull,
-                max_wall_mm=args.max_wall_mm,
-                spacing_yx=tuple(vol.spacing[1:]),
-            )
-        )
+        heart = _heart_rules(args, vol.spacing)
+        labels = np.asarray(predict_volume(state, vol.data, device=args.device, largest_component=keep, **heart))
         io.write_nifti(target, labels, vol.affine, spacing=vol.spacing, source=case.image, overwrite=args.overwrite)
     _echo(f"wrote {len(cases)} predictions to {out}")
     return 0

@@ -93,6 +93,14 @@ def keep_largest_component(
     return out
 
 
+def _copy_by_slice(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of a 2D or 3D label map and a (Z, Y, X) view of it (writes reach the copy)."""
+    out = np.array(labels, copy=True)
+    if out.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D or 3D label map, got shape {out.shape}")
+    return out, out[None] if out.ndim == 2 else out
+
+
 def fill_convex_hull(labels: np.ndarray, target: int, absorb: tuple[int, ...] | list[int]) -> np.ndarray:
     """On every 2D slice, hand the pixels of the ``absorb`` classes that lie inside the convex hull
     of class ``target`` to ``target``.
@@ -106,11 +114,7 @@ def fill_convex_hull(labels: np.ndarray, target: int, absorb: tuple[int, ...] | 
     """
     from skimage.morphology import convex_hull_image
 
-    lab = np.asarray(labels)
-    if lab.ndim not in (2, 3):
-        raise ValueError(f"expected a 2D or 3D label map, got shape {lab.shape}")
-    out = lab.copy()
-    slices = out[None] if out.ndim == 2 else out  # a view: writes reach ``out``
+    out, slices = _copy_by_slice(labels)
     movable = np.isin(slices, list(absorb))
     for z in range(slices.shape[0]):
         mask = slices[z] == target
@@ -154,11 +158,7 @@ def limit_wall_thickness(
     if not max_mm > 0:
         raise InputError(f"the maximum wall thickness must be a positive number of mm, got {max_mm}")
     lv, myo = lv_hull_classes(class_names)
-    lab = np.asarray(labels)
-    if lab.ndim not in (2, 3):
-        raise ValueError(f"expected a 2D or 3D label map, got shape {lab.shape}")
-    out = lab.copy()
-    slices = out[None] if out.ndim == 2 else out
+    out, slices = _copy_by_slice(labels)
     for z in range(slices.shape[0]):
         cavity = slices[z] == lv
         wall = slices[z] == myo
@@ -167,3 +167,23 @@ def limit_wall_thickness(
         far = ndimage.distance_transform_edt(~cavity, sampling=spacing_yx) > max_mm
         slices[z][far & wall] = 0
     return out
+
+
+def heart_rules(
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    lv_hull: bool = False,
+    max_wall_mm: float | None = None,
+    spacing_yx: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """What Predict volume and the live previews apply after island removal, in this order: the
+    convex LV cavity (:func:`fill_lv_hull`) when ``lv_hull``, then the wall limit
+    (:func:`limit_wall_thickness`) when ``max_wall_mm`` is given (with ``spacing_yx`` in mm)."""
+    if lv_hull:
+        labels = fill_lv_hull(labels, class_names)
+    if max_wall_mm is not None:
+        if spacing_yx is None:
+            raise InputError("a maximum wall thickness needs the image's voxel size")
+        labels = limit_wall_thickness(labels, class_names, max_wall_mm, spacing_yx)
+    return labels

@@ -39,13 +39,7 @@ from napari_wss.losses.functional import (
 )
 from napari_wss.metrics import dice_per_class
 from napari_wss.models.unet import build_model
-from napari_wss.postprocess import (
-    LARGEST_COMPONENT,
-    fill_lv_hull,
-    keep_largest_component,
-    limit_wall_thickness,
-    lv_hull_classes,
-)
+from napari_wss.postprocess import LARGEST_COMPONENT, heart_rules, keep_largest_component, lv_hull_classes
 
 log = logging.getLogger(__name__)
 
@@ -836,10 +830,7 @@ def predict_volume(
         labels = keep_largest_component(
             labels, state.num_classes, per_slice=largest_component == "slice", scribbles=marks
         )
-    if lv_hull:
-        labels = fill_lv_hull(labels, state.class_names)
-    if max_wall_mm is not None:
-        labels = limit_wall_thickness(labels, state.class_names, max_wall_mm, spacing_yx)  # type: ignore[arg-type]
+    labels = heart_rules(labels, state.class_names, lv_hull=lv_hull, max_wall_mm=max_wall_mm, spacing_yx=spacing_yx)
     if squeeze:
         labels = labels[0]
         if probs_out is not None:

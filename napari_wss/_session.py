@@ -170,6 +170,7 @@ class TrainJob:
     islands: str | None = None  # previews remove islands as Predict volume does: "volume", "slice" or None
     lv_hull: bool = False  # previews make the LV cavity convex as Predict volume does (classes found by name)
     max_wall: tuple[float, tuple[float, float]] | None = None  # (mm, in-plane spacing): the wall-thickness limit
+    stroke_boxes: float | None = None  # classes without a typed box: per-slice boxes from their strokes (the floor)
 
     @property
     def n_slices(self) -> int:
@@ -192,6 +193,7 @@ def build_job(
     islands: str | None = None,
     lv_hull: bool = False,
     max_wall: tuple[float, tuple[float, float]] | None = None,
+    stroke_boxes: float | None = None,
 ) -> TrainJob:
     """Slices at network resolution with their bounds (source pixels → network pixels).
 
@@ -203,6 +205,9 @@ def build_job(
     (:func:`~napari_wss.postprocess.fill_lv_hull`; refused unless classes are named LV and myocardium).
     ``max_wall`` = (mm, in-plane spacing in mm): previews then drop the myocardium farther than that
     from the LV cavity (:func:`~napari_wss.postprocess.limit_wall_thickness`), as Predict volume does.
+    ``stroke_boxes`` (a share of the trained region's side, e.g. 0.05): a class without a typed
+    centroid box gets, on every slice it is painted on, the bounding box of its strokes there,
+    at least ± that share wide (:func:`~napari_wss.data.stroke_boxes`); None = no such boxes.
     """
     from napari_wss import data
     from napari_wss.postprocess import LARGEST_COMPONENT, lv_hull_classes
@@ -215,10 +220,8 @@ def build_job(
     lab = None
     if labels is not None:
         lab = data.check_labels(as_volume(labels, "ground truth"), len(priors), img.shape)
-    n, h, w = img.shape
-    sizes, cents = data.bounds_from_priors(priors, n, (h, w), scribbles=scr, absent=list(absent))
     box = data.crop_around(scr) if crop else None
-    sizes = background_in_box(sizes, (h, w), box)
+    sizes, cents = _source_bounds(priors, scr, absent, box, stroke_boxes)
     ds, geometry = data.prepare_volume(
         img,
         num_classes=len(priors),
@@ -233,23 +236,47 @@ def build_job(
     if lv_hull or max_wall is not None:
         lv_hull_classes(names)
     config = config.with_(preview_every=0)
-    return TrainJob(ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent), islands, lv_hull, max_wall)
+    return TrainJob(
+        ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent), islands, lv_hull, max_wall, stroke_boxes
+    )
+
+
+def _source_bounds(
+    priors: Sequence[ClassPrior],
+    scribbles: np.ndarray,
+    absent: Sequence[tuple[int, int]],
+    box: tuple[int, int, int, int] | None,
+    stroke_floor: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice size and centroid bounds in source pixels, as the network's view ``box`` sees them."""
+    from napari_wss import data
+
+    n, h, w = scribbles.shape
+    sizes, cents = data.bounds_from_priors(priors, n, (h, w), scribbles=scribbles, absent=list(absent))
+    if stroke_floor is not None:
+        if not 0 <= stroke_floor < 0.5:
+            raise InputError(f"the stroke boxes' floor must be a share of the side in [0, 0.5), got {stroke_floor:g}")
+        side = max(h, w) if box is None else box[1] - box[0]
+        strokes = data.stroke_boxes(scribbles, len(priors), min_half=stroke_floor * side)
+        typed = np.array([p.centroid is not None for p in priors])
+        # (N, K): painted there, no box typed, not ticked absent
+        fill = ~typed[None, :] & ~np.isnan(strokes[..., 0, 0]) & ~(sizes[..., 1] == 0)
+        cents[fill] = strokes[fill]
+    return background_in_box(sizes, (h, w), box), cents
 
 
 def network_bounds(job: TrainJob, priors: Sequence[ClassPrior], absent: Sequence[tuple[int, int]]) -> BoundsUpdate:
     """New bounds for a running job, in network pixels (send them into the training generator)."""
-    from napari_wss import data, training
+    from napari_wss import training
 
     if len(priors) != len(job.priors):
         raise InputError(
             f"the class table has {len(priors)} classes but the running training has {len(job.priors)}: "
             "stop it to change the classes"
         )
-    sizes, cents = data.bounds_from_priors(
-        priors, job.n_slices, job.source_shape, scribbles=job.scribbles, absent=list(absent)
-    )
     full = (0, job.source_shape[0], 0, job.source_shape[1])
-    sizes = background_in_box(sizes, job.source_shape, None if job.geometry.box == full else job.geometry.box)
+    box = None if job.geometry.box == full else job.geometry.box
+    sizes, cents = _source_bounds(priors, job.scribbles, absent, box, job.stroke_boxes)
     sb, cb = job.geometry.bounds_to_network(sizes, cents)
     return training.BoundsUpdate(sb, cb)
 

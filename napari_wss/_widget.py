@@ -22,6 +22,7 @@ from qtpy.QtWidgets import QWidget
 from napari_wss import _layers
 from napari_wss._qt.layout import build_layout
 from napari_wss._qt.runner import TrainingRunner, notify_error, user_errors
+from napari_wss._qt.settings import STROKE_BOX_FLOOR
 from napari_wss._widget_classes import ClassActions
 from napari_wss._widget_model import ModelActions
 from napari_wss.config import ClassPrior
@@ -183,6 +184,7 @@ class WssWidget(QWidget):
             islands=self.model.islands(image),
             lv_hull=self.model.lv_hull(p.name for p in priors),
             max_wall=self.model.wall_limit(p.name for p in priors),
+            stroke_boxes=STROKE_BOX_FLOOR if self.stroke_boxes.isChecked() else None,
         )
         if state is None:
             state = training.TrainState.create(job.config, job.class_names, priors=job.priors)

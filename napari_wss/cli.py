@@ -465,6 +465,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> int:
         t0=args.t0,
         temperature=args.temperature,
         penalty_warmup=args.penalty_warmup,
+        absence_weight=TrainConfig.absence_weight if args.absence_weight is None else args.absence_weight,
         width=args.width,
         depth=args.depth,
         size=args.net_size,
@@ -1150,6 +1151,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-absent",
         action="store_true",
         help="do not mark a class absent on a scribbled slice without a stroke of it",
+    )
+    b.add_argument(
+        "--absence-weight",
+        type=float,
+        default=None,
+        help="weight of a term that keeps an absent class off its slices instead of a size bound of 0 in the "
+        "penalty (default 0: the bound; the widget uses 0.3, see the README)",
     )
     b.add_argument(
         "--size-weight", type=float, default=None, help="default by penalty: 1 (log-barrier), 1e-2 (quadratic)"

@@ -30,6 +30,7 @@ from napari_wss.data import Batch, DeviceSlices, Normalization, SliceDataset, Sl
 from napari_wss.errors import InputError
 from napari_wss.losses.constraints import CentroidConstraint, SizeConstraint, bound_violation
 from napari_wss.losses.functional import (
+    absence_loss,
     entropy,
     gated_crf_energy,
     partial_cross_entropy,
@@ -257,7 +258,7 @@ class TrainEvent:
         epoch: epochs done so far (t grows at each epoch end).
         t: the log-barrier parameter used in this step.
         loss: the total loss.
-        parts: the weighted loss terms (``ce``, ``size``, ``centroid``, ``crf``, ``entropy``).
+        parts: the weighted loss terms (``ce``, ``absence``, ``size``, ``centroid``, ``crf``, ``entropy``).
         sizes: ``(K,)`` soft sizes.
         size_bounds: ``(K, 2)`` mean bounds of the batch's slices (NaN = unbounded).
         size_violation: ``(K,)`` mean distance of the size outside its bounds (pixels).
@@ -323,8 +324,14 @@ class Objective:
                 raise InputError(f"mode '{c.mode.value}' needs scribbles")
             parts["ce"] = c.ce_weight * partial_cross_entropy(logits, batch.scribbles, temperature=c.temperature)
         if c.uses_priors:
+            size_bounds = batch.size_bounds
+            if c.absence_weight > 0:
+                # Absent classes (a size bound of 0) get their own term instead of the size penalty.
+                absent = size_bounds[..., 1] == 0
+                parts["absence"] = c.absence_weight * absence_loss(probs, absent).mean()
+                size_bounds = torch.where(absent.unsqueeze(-1), torch.full_like(size_bounds, float("nan")), size_bounds)
             if c.size_weight > 0:
-                parts["size"] = self.size(probs, batch.size_bounds, t)
+                parts["size"] = self.size(probs, size_bounds, t)
             if c.centroid_weight > 0:
                 parts["centroid"] = self.centroid(probs, batch.centroid_bounds, t)
         if c.mode != Mode.FULL:

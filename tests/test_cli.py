@@ -232,6 +232,8 @@ def test_train_predict_evaluate_round_trip(
         "--compile",  # CUDA only: on the CPU it is recorded and ignored
         "--penalty-warmup",
         "3",
+        "--absence-weight",
+        "0.5",
         "--out",
         model,
         *TINY,
@@ -240,6 +242,7 @@ def test_train_predict_evaluate_round_trip(
     assert model.is_file() and "saved" in out and "Dice on the training volumes" in out
     saved = load_checkpoint(model)
     assert saved.config.compile is True and saved.config.penalty_warmup == 3
+    assert saved.config.absence_weight == 0.5
     assert (saved.config.size_weight, saved.config.centroid_weight) == (1.0, 100.0)  # the log-barrier's
     assert saved.class_names == ("background", "RV", "myocardium", "LV")
     assert saved.priors[3].size == pytest.approx((50 / (1.25 * 1.5), 1500 / (1.25 * 1.5)))  # mm² → px

@@ -20,6 +20,7 @@ from napari_wss.data import (
     labels_to_scribbles,
     prepare_volume,
     scribbles_to_labels,
+    stroke_boxes,
 )
 from napari_wss.errors import InputError
 from napari_wss.losses import soft_centroid
@@ -127,6 +128,29 @@ def test_bounds_from_priors_rules() -> None:
     assert sizes[0, 1].tolist() == [0, 0]  # explicitly absent
     assert np.isnan(sizes[2, 1, 0]) and sizes[2, 1, 1] == 50
     assert np.isnan(cents[1, 1]).all() and cents[2, 1].tolist() == [[2, 8], [2, 8]]
+
+
+def test_stroke_boxes_bound_each_class_per_slice_and_widen_narrow_ones() -> None:
+    scr = np.zeros((3, 20, 20), dtype=np.uint8)
+    scr[0, 2:9, 5] = 2  # class 1: rows 2-8, column 5 (a vertical stroke)
+    scr[0, 10, 3:15] = 3  # class 2: row 10, columns 3-14
+    scr[1, 0:20, 0] = 1  # background strokes give no box
+    scr[2, 4, 4] = 2  # one pixel
+    boxes = stroke_boxes(scr, 3)
+    assert boxes[0, 1].tolist() == [[2, 8], [5, 5]]
+    assert boxes[0, 2].tolist() == [[10, 10], [3, 14]]
+    assert np.isnan(boxes[:, 0]).all() and np.isnan(boxes[1]).all() and np.isnan(boxes[2, 2]).all()
+    assert boxes[2, 1].tolist() == [[4, 4], [4, 4]]
+    # margins widen every side (per class); the floor only sides narrower than it, about their middle
+    assert stroke_boxes(scr, 3, margin=[0, 1, 2])[0, 2].tolist() == [[8, 12], [1, 16]]
+    floored = stroke_boxes(scr, 3, min_half=2.5)
+    assert floored[0, 1].tolist() == [[2, 8], [2.5, 7.5]]
+    assert floored[0, 2].tolist() == [[7.5, 12.5], [3, 14]]
+    assert floored[2, 1].tolist() == [[1.5, 6.5], [1.5, 6.5]]
+    with pytest.raises(InputError, match="finite and >= 0"):
+        stroke_boxes(scr, 3, min_half=-1.0)
+    with pytest.raises(InputError, match=r"shape \(N, H, W\)"):
+        stroke_boxes(scr[0], 3)
 
 
 def test_bounds_from_priors_checks_fit() -> None:

@@ -11,6 +11,7 @@ from napari_wss.config import Penalty
 from napari_wss.losses import (
     CentroidConstraint,
     SizeConstraint,
+    absence_loss,
     bound_penalty,
     bound_violation,
     gated_crf_energy,
@@ -225,3 +226,30 @@ def test_crf_energy_prefers_edges_that_follow_the_image() -> None:
     crosses[:, 1, 4:, :] = 1
     crosses[:, 0] = 1 - crosses[:, 1]
     assert gated_crf_energy(follows, image) < 0.1 * gated_crf_energy(crosses, image)
+
+
+def test_absence_loss_hand_values() -> None:
+    # class 1 = [[.5, .5], [0, .75]]: mean of -log(1 - p) = (2 ln 2 + 0 + ln 4) / 4 = ln 2
+    p1 = torch.tensor([[0.5, 0.5], [0.0, 0.75]], dtype=torch.float64)
+    probs = torch.stack([1 - p1, p1]).unsqueeze(0)
+    assert absence_loss(probs, torch.tensor([[False, True]])).item() == pytest.approx(math.log(2))
+    assert absence_loss(probs, torch.tensor([[False, False]])).item() == 0.0
+    both = absence_loss(probs, torch.tensor([[True, True]])).item()  # class 0 = [[.5, .5], [1, .25]] adds its own
+    assert both == pytest.approx(math.log(2) + (2 * math.log(2) - math.log(1e-6) - math.log(0.75)) / 4, rel=1e-6)
+    with pytest.raises(ValueError, match="absent must have shape"):
+        absence_loss(probs, torch.tensor([True, True]))
+
+
+@pytest.mark.parametrize("q", [0.01, 0.2])
+def test_absence_pull_stays_near_one_where_a_zero_size_bound_grows_with_the_mass(q: float) -> None:
+    """On a slice where class 1 is absent but predicted at q everywhere, the absence term's gradient
+    summed over the pixels is 1 / (1 - q); the quadratic bound of 0 pulls with 2 q H W (÷ H W)."""
+    h = w = 32
+    p1 = torch.full((1, 1, h, w), q, dtype=torch.float64, requires_grad=True)
+    probs = torch.cat([1 - p1, p1], dim=1)
+    absence_loss(probs, torch.tensor([[False, True]])).sum().backward()
+    assert p1.grad.sum().item() == pytest.approx(1 / (1 - q))
+    p1.grad = None
+    bounds = _bounds(2, 1, 0.0, 0.0)
+    SizeConstraint(Penalty.QUADRATIC, weight=1.0)(torch.cat([1 - p1, p1], dim=1), bounds).backward()
+    assert p1.grad.sum().item() == pytest.approx(2 * q * h * w)

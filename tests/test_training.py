@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from napari_wss.config import TrainConfig
-from napari_wss.data import SliceDataset, bounds_from_labels, crop_around, prepare_volume
+from napari_wss.data import Batch, SliceDataset, bounds_from_labels, crop_around, prepare_volume
 from napari_wss.errors import InputError
+from napari_wss.losses import SizeConstraint, absence_loss
 from napari_wss.models import ResidualUNet
 from napari_wss.postprocess import keep_largest_component
 from napari_wss.toy import cardiac_phantom, make_toy2
@@ -303,6 +304,37 @@ def test_penalty_warmup_scales_the_prior_terms_not_the_cross_entropy() -> None:
     assert warm.parts["centroid"] == pytest.approx(plain.parts["centroid"] / 4, rel=1e-4)
     with pytest.raises(InputError, match="penalty_warmup"):
         TrainConfig(penalty_warmup=-1)
+
+
+def test_absent_classes_leave_the_size_penalty_for_the_absence_term() -> None:
+    (ds, _), _ = _phantom_data()
+    cfg = TrainConfig(mode="constrained", penalty="quadratic", size_weight=0.5, absence_weight=2.0, **SMALL)
+    n = ds.images.shape[0]
+    sizes = torch.as_tensor(ds.size_bounds).clone()
+    sizes[0, 1] = 0.0  # RV absent on slice 0, ...
+    sizes[1, 1:] = 0.0  # ... every structure on slice 1
+    batch = Batch(
+        torch.as_tensor(ds.images).unsqueeze(1),
+        torch.as_tensor(ds.scribbles),
+        None,
+        sizes,
+        torch.as_tensor(ds.centroid_bounds),
+        torch.arange(n),
+    )
+    logits = torch.randn(n, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    _, parts, probs = Objective(cfg)(logits, batch, 1.0)
+    absent = sizes[..., 1] == 0
+    assert parts["absence"].item() == pytest.approx(2.0 * absence_loss(probs, absent).mean().item(), rel=1e-6)
+    without = sizes.clone()
+    without[absent] = float("nan")
+    assert parts["size"].item() == pytest.approx(SizeConstraint("quadratic", 0.5)(probs, without).item(), rel=1e-6)
+    # weight 0: the rule before, absence is a size bound of 0 in the penalty
+    _, old, _ = Objective(cfg.with_(absence_weight=0.0))(logits, batch, 1.0)
+    assert "absence" not in old
+    assert old["size"].item() == pytest.approx(SizeConstraint("quadratic", 0.5)(probs, sizes).item(), rel=1e-6)
+    assert old["size"].item() > parts["size"].item()
+    with pytest.raises(InputError, match="absence_weight"):
+        TrainConfig(absence_weight=-1.0)
 
 
 def test_predict_volume_largest_component_post_processes_the_labels_only() -> None:

@@ -86,10 +86,20 @@ def build_layout(w: WssWidget) -> None:
     )
     row2.addWidget(QLabel("margin"))
     row2.addWidget(w.margin)
+    w.stroke_boxes = QCheckBox("centroid near the strokes")
+    w.stroke_boxes.setChecked(True)  # the centroid prior measured on ACDC: see benchmarks/interactive.py
+    w.stroke_boxes.setToolTip(
+        "A class without a typed centroid box keeps its centre, on every slice you painted it, inside the "
+        "bounding box of its strokes there. Paint strokes through the middle of each structure; untick for "
+        "strokes along one edge."
+    )
+    row3 = QHBoxLayout()
+    row3.addWidget(w.stroke_boxes)
     classes = QVBoxLayout()
     classes.addWidget(w.table)
     classes.addLayout(row1)
     classes.addLayout(row2)
+    classes.addLayout(row3)
     classes_box = QGroupBox("Classes (row c paints label c + 1)")
     classes_box.setLayout(classes)
 

@@ -1,4 +1,4 @@
-"""Losses for weakly supervised segmentation: partial cross-entropy and size/centroid penalties."""
+"""Losses for weakly supervised segmentation: partial cross-entropy, size/centroid penalties, absence."""
 
 from napari_wss.losses.constraints import (
     CentroidConstraint,
@@ -7,6 +7,7 @@ from napari_wss.losses.constraints import (
     bound_violation,
 )
 from napari_wss.losses.functional import (
+    absence_loss,
     entropy,
     gated_crf_energy,
     log_barrier_extension,
@@ -21,6 +22,7 @@ from napari_wss.losses.functional import (
 __all__ = [
     "CentroidConstraint",
     "SizeConstraint",
+    "absence_loss",
     "bound_penalty",
     "bound_violation",
     "entropy",

@@ -230,12 +230,38 @@ def gated_crf_energy(
     return (affinity * (1.0 - agreement)).sum() / (b * h * w)
 
 
+def absence_loss(probs: Tensor, absent: Tensor, eps: float = 1e-6) -> Tensor:
+    r"""Per-image "this class is not on this slice" loss: a negative label on every pixel.
+
+    .. math:: a_b = \sum_{k \in A_b} \frac{1}{HW} \sum_{h,w} -\log(1 - p_{bkhw})
+
+    where :math:`A_b` are the classes ``absent[b]`` marks. Averaged over the pixels, its gradient
+    on a slice totals about 1 per absent class whatever the class's predicted mass, where a size
+    bound of 0 in the quadratic penalty pushes in proportion to that mass: on a slice the structure
+    is not on, a network that still spreads it there gets the same pull, not hundreds of times the
+    scribbles' (which, on small end-systolic hearts, erased the structure everywhere).
+
+    Args:
+        probs: ``(B, K, H, W)`` probabilities.
+        absent: ``(B, K)`` booleans (or 0/1).
+
+    Returns:
+        ``(B,)`` summed over the absent classes.
+    """
+    _check_probs(probs)
+    if absent.shape != probs.shape[:2]:
+        raise ValueError(f"absent must have shape {tuple(probs.shape[:2])}, got {tuple(absent.shape)}")
+    per_class = -torch.log1p(-probs.clamp(max=1.0 - eps)).mean(dim=(2, 3))  # (B, K)
+    return (per_class * absent.to(per_class.dtype)).sum(dim=1)
+
+
 def barrier_threshold(t: float) -> float:
     """The point ``-1/t²`` where the log-barrier extension switches to its linear branch."""
     return -1.0 / (t * t)
 
 
 __all__ = [
+    "absence_loss",
     "barrier_threshold",
     "entropy",
     "gated_crf_energy",

@@ -116,6 +116,31 @@ def test_unexpected_errors_are_wrapped_for_the_worker(phantom, monkeypatch) -> N
     assert isinstance(err.value.__cause__, RuntimeError)
 
 
+def test_stroke_boxes_fill_the_classes_without_a_typed_box_and_follow_live_edits(phantom) -> None:  # type: ignore[no-untyped-def]
+    from napari_wss.data import stroke_boxes
+
+    typed = ((5.0, 40.0), (5.0, 40.0))
+    priors = [ClassPrior("background"), ClassPrior("RV"), ClassPrior("myocardium", None, typed), ClassPrior("LV")]
+    img, scr = _session.check_inputs(phantom.image, phantom.scribbles, priors, CFG)
+    absent = [(0, 3)]  # LV ticked absent on slice 0, where it is painted: the tick wins
+    plain = _session.build_job(img, scr, priors, CFG, absent=absent)
+    job = _session.build_job(img, scr, priors, CFG, absent=absent, stroke_boxes=0.05)
+    want = stroke_boxes(scr, 4, min_half=0.05 * 48)  # no crop: the slice's side
+    src = job.geometry.bounds_to_network(np.full((3, 4, 2), np.nan, np.float32), want)[1]
+    painted = ~np.isnan(want[..., 0, 0])
+    assert painted[:, 1].sum() == 2 and painted[:, 3].all()
+    np.testing.assert_allclose(job.data.centroid_bounds[:, 1], src[:, 1])  # RV: its strokes' boxes
+    np.testing.assert_allclose(job.data.centroid_bounds[1:, 3], src[1:, 3])
+    assert np.isnan(job.data.centroid_bounds[0, 3]).all()  # absent there
+    np.testing.assert_allclose(job.data.centroid_bounds[:, 2], plain.data.centroid_bounds[:, 2])  # typed box kept
+    assert np.isnan(plain.data.centroid_bounds[:, 1]).all()  # off: no box for RV
+    assert np.isnan(job.data.centroid_bounds[:, 0]).all()  # background strokes give none
+    update = _session.network_bounds(job, priors, absent)  # a live edit keeps them
+    np.testing.assert_allclose(update.centroid_bounds, job.data.centroid_bounds)
+    with pytest.raises(InputError, match="stroke boxes' floor"):
+        _session.build_job(img, scr, priors, CFG, stroke_boxes=0.7)
+
+
 def test_background_bounds_follow_the_crop_box() -> None:
     sizes = np.array([[[900.0, 950.0], [10.0, 20.0]], [[np.nan, np.nan], [0.0, 0.0]]], np.float32)
     out = _session.background_in_box(sizes, (40, 30), (5, 25, 10, 30))  # 20 x 20 box in a 40 x 30 slice

@@ -141,6 +141,25 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     assert not notes.errors(), notes
 
 
+def test_centroid_near_the_strokes_reaches_the_training_job(make_widget, gui, notes) -> None:  # type: ignore[no-untyped-def]
+    from napari_wss._qt.settings import STROKE_BOX_FLOOR
+
+    _viewer, widget = make_widget("phantom", steps=2)
+    assert widget.stroke_boxes.isChecked()  # on by default
+    untyped = [r for r in range(1, widget.table.rowCount()) if widget.table.centroid_box(r) is None]
+    assert untyped  # classes without a typed box get their strokes' boxes
+    for ticked in (True, False):
+        widget.stroke_boxes.setChecked(ticked)
+        gui.train_and_wait(widget)
+        job = widget.job
+        cents = job.data.centroid_bounds[:, untyped, 0, 0]
+        if ticked:
+            assert job.stroke_boxes == STROKE_BOX_FLOOR and np.isfinite(cents).any()
+        else:
+            assert job.stroke_boxes is None and np.isnan(cents).all()
+    assert not notes.errors(), notes
+
+
 def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gui, qtbot, monkeypatch, notes) -> None:  # type: ignore[no-untyped-def]
     _viewer, widget = make_widget("phantom", steps=2)
     gui.train_and_wait(widget)

@@ -7,7 +7,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_wss._qt.class_table import ABSENT, CENTROID, SIZE_HI, SIZE_LO
-from napari_wss._qt.settings import WARMUP
+from napari_wss._qt.settings import ABSENCE_WEIGHT, WARMUP
 from napari_wss.config import DEFAULT_CLASS_NAMES, TrainConfig
 
 pytestmark = pytest.mark.gui
@@ -152,3 +152,17 @@ def test_penalty_warmup_setting_reaches_the_config_and_comes_back(make_widget) -
     settings.warmup.setValue(0)
     settings.set_config(config)  # what Load model… does
     assert settings.warmup.value() == 120
+
+
+def test_absence_weight_setting_reaches_the_config_and_comes_back(make_widget) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget()
+    settings = widget.settings
+    # The widget keeps absent classes off their slices with their own term; the library keeps the
+    # papers' size bound of 0.
+    assert settings.config().absence_weight == ABSENCE_WEIGHT > 0 == TrainConfig().absence_weight
+    settings.absence_weight.setValue(0.0)  # the rule before: absence as a size bound of 0
+    config = settings.config()
+    assert config.absence_weight == 0.0
+    settings.absence_weight.setValue(0.5)
+    settings.set_config(config)
+    assert settings.absence_weight.value() == 0.0

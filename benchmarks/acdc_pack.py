@@ -24,7 +24,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from napari_wss.data import NOT_ANNOTATED, SliceDataset, bounds_from_labels, resize_labels
+from napari_wss.data import (
+    NOT_ANNOTATED,
+    SliceDataset,
+    absent_classes,
+    bounds_from_labels,
+    resize_labels,
+    stroke_boxes,
+)
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, dice_per_slice, score_volume
 from napari_wss.postprocess import keep_largest_component
 
@@ -116,26 +123,9 @@ def area_ranges_mm2(pack: Pack, volumes: np.ndarray, widen: float = 0.1) -> np.n
     return out
 
 
-def _scribble_boxes(scribbles: np.ndarray) -> np.ndarray:
-    """``(N, K, 2, 2)`` bounding boxes of every class's strokes (NaN where none)."""
-    n, s, _ = scribbles.shape
-    boxes = np.full((n, K, 2, 2), np.nan, dtype=np.float32)
-    for c in range(1, K):
-        mask = scribbles == c + 1
-        rows, cols = mask.any(axis=2), mask.any(axis=1)
-        has = rows.any(axis=1)
-        idx = np.arange(s)
-        big = s + 1
-        boxes[has, c, 0, 0] = np.where(rows, idx, big).min(axis=1)[has]
-        boxes[has, c, 0, 1] = np.where(rows, idx, -1).max(axis=1)[has]
-        boxes[has, c, 1, 0] = np.where(cols, idx, big).min(axis=1)[has]
-        boxes[has, c, 1, 1] = np.where(cols, idx, -1).max(axis=1)[has]
-    return boxes
-
-
 def centroid_margins(pack: Pack, slices: np.ndarray, quantile: float = 95) -> np.ndarray:
     """``(K,)`` margins (network px) so the true centroid lies in the widened scribble box."""
-    boxes = _scribble_boxes(pack.scribbles[slices])
+    boxes = stroke_boxes(pack.scribbles[slices], K)
     _, true_c = bounds_from_labels(pack.labels[slices], K, margin=0.0, centroid_margin=0.0)
     centre = true_c[..., 0]  # (N, K, 2) with zero margin: lo == hi == centroid
     out = np.zeros(K, dtype=np.float32)
@@ -158,19 +148,13 @@ def user_bounds(
     to_net = (pack.side * pack.side) / src_px
     sizes = np.full((n, K, 2), np.nan, dtype=np.float32)
     sizes[:, 1:] = ranges_mm2[None, 1:] / px_mm2[:, None, None] * to_net[:, None, None]
-    painted = scr.reshape(n, -1)
-    has_class = np.stack([(painted == c + 1).any(axis=1) for c in range(K)], axis=1)
-    any_scr = (painted != NOT_ANNOTATED).any(axis=1)
-    missing = any_scr[:, None] & ~has_class
-    missing[:, 0] = False
+    any_scr = (scr.reshape(n, -1) != NOT_ANNOTATED).any(axis=1)
+    missing = absent_classes(n, K, scribbles=scr)
     sizes[missing] = 0.0
     sizes[~any_scr, :, 0] = np.nan
     cents = np.full((n, K, 2, 2), np.nan, dtype=np.float32)
     if margins is not None:
-        boxes = _scribble_boxes(scr)
-        cents = boxes.copy()
-        cents[..., 0] -= margins[None, :, None]
-        cents[..., 1] += margins[None, :, None]
+        cents = stroke_boxes(scr, K, margin=margins)
         cents[missing] = np.nan
     return sizes, cents
 

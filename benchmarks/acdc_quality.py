@@ -136,6 +136,7 @@ def run_one(
         "steps": cfg.steps,
         "penalty_warmup": cfg.penalty_warmup,
         "crf_weight": cfg.crf_weight,
+        "absence_weight": cfg.absence_weight,
         "batch": cfg.batch_size,
         "size": cfg.size,
         "width": cfg.width,
@@ -180,6 +181,12 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--penalty-warmup", type=int, default=0, help="steps over which the prior terms grow from 0")
     ap.add_argument("--crf-weight", type=float, default=0.0, help="weight of the +crf rows (0 = the row's own, 1.0)")
+    ap.add_argument(
+        "--absence-weight",
+        type=float,
+        default=TrainConfig.absence_weight,
+        help="the absence term's weight (default TrainConfig's, 0 = absence as a size bound of 0; the widget uses 0.3)",
+    )
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
@@ -200,6 +207,7 @@ def main() -> None:
         t0=5.0,
         steps_per_epoch=100,
         penalty_warmup=args.penalty_warmup,
+        absence_weight=args.absence_weight,
     )
     results: list[dict] = []
     plan = [(int(f), name) for f in args.folds.split(",") for name in args.rows.split(",")]

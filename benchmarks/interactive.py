@@ -7,7 +7,9 @@ predicted on its own grid, after 10, 30 and 60 s of training (evaluation time is
 clock): as predicted (``dice@``), with each class cut to its largest 3D connected component
 (``lcc@``), with the classes the volume's scribbles mark absent cleared from their slices
 (``absent@``), and with each class cut to the components its own strokes touch, the largest where
-none does (``marked@``, the plugin's Predict volume default). Size ranges come from
+none does (``marked@``, the plugin's Predict volume default), then the LV cavity made convex
+(``hull@``, Predict volume's convex LV default), and that after clearing the absent classes first
+(``held@``). Size ranges come from
 the other patients' masks (a user's textbook knowledge), absence and centroid boxes from the
 volume's own scribbles (``--oracle-sizes``: each slice's true sizes instead, an upper reference).
 At the last budget each class's Dice and volume over the expert's (``myo@``, ``myo_vol@``, …) are
@@ -41,7 +43,7 @@ import argparse
 import copy
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,27 +51,22 @@ import torch
 from acdc_pack import CLINICAL_INDICES, DEFAULT_PACK, NAMES, K, area_ranges_mm2, centroid_margins, load_pack
 
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
-from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume
+from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume, stroke_boxes
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
 from napari_wss.postprocess import fill_lv_hull, keep_largest_component
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
 
 SHORT = ("RV", "myo", "LV")  # the per-class columns
+ACDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc"
 
 
-def scribble_boxes(scribbles: np.ndarray, margins: np.ndarray) -> np.ndarray:
-    """Per-slice centroid boxes: each class's stroke bounding box widened by its margin (source px)."""
-    n = scribbles.shape[0]
-    out = np.full((n, K, 2, 2), np.nan, dtype=np.float32)
-    for z in range(n):
-        for c in range(1, K):
-            rows, cols = np.nonzero(scribbles[z] == c + 1)
-            if rows.size:
-                out[z, c] = [
-                    [rows.min() - margins[c], rows.max() + margins[c]],
-                    [cols.min() - margins[c], cols.max() + margins[c]],
-                ]
-    return out
+@dataclass(frozen=True)
+class Boxes:
+    """How the centroid boxes come from the strokes: each class's stroke bounding box widened by
+    ``margins`` (source px, per class), and at least ± ``floor`` × the trained region's side."""
+
+    margins: np.ndarray
+    floor: float = 0.0
 
 
 def clear_absent(labels: np.ndarray, absent: np.ndarray) -> np.ndarray:
@@ -81,7 +78,7 @@ def clear_absent(labels: np.ndarray, absent: np.ndarray) -> np.ndarray:
     return out
 
 
-def prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin, oracle=None):  # type: ignore[no-untyped-def]
+def prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin, oracle=None):  # type: ignore[no-untyped-def]
     """What pressing Train does before the first step: bounds from the priors and the scribbles,
     the crop around the strokes, slices resized to the network. Returns (data, geometry, absent).
 
@@ -95,9 +92,10 @@ def prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin
     if oracle is not None:
         sizes, _ = bounds_from_labels(oracle[0], K, margin=oracle[1])
         sizes[:, 0] = np.nan  # no bound on the background, as with the ranges
-    cents = scribble_boxes(scribbles, margins_src)
-    cents[absent] = np.nan
     box = crop_around(scribbles, margin=crop_margin) if crop_margin >= 0 else None
+    side = box[1] - box[0] if box is not None else max(image.shape[1:])
+    cents = stroke_boxes(scribbles, K, margin=boxes.margins, min_half=boxes.floor * side)
+    cents[absent] = np.nan
     data, geom = prepare_volume(
         image, num_classes=K, size=cfg.size, scribbles=scribbles, size_bounds=sizes, centroid_bounds=cents, box=box
     )
@@ -128,7 +126,7 @@ def run_volume(  # type: ignore[no-untyped-def]
     gt,
     spacing,
     ranges_mm2,
-    margins_src,
+    boxes,
     cfg,
     budgets,
     crop_margin,
@@ -138,7 +136,7 @@ def run_volume(  # type: ignore[no-untyped-def]
 ):
     start = time.perf_counter()
     truth = None if oracle is None else (gt, oracle)
-    data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, margins_src, cfg, crop_margin, truth)
+    data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin, truth)
     # train() moves the state's model in place, so state.model is the live network throughout.
     state = TrainState.create(cfg, NAMES) if state is None else state  # given: Train continues that model
     gen = train(data, cfg, state=state)
@@ -162,9 +160,14 @@ def run_volume(  # type: ignore[no-untyped-def]
         }
         # the LV cavity as its convex hull, taking back the myocardium inside it (papillary muscles)
         variants["hull"] = fill_lv_hull(variants["marked"], NAMES)
+        # and the classes the strokes mark absent cleared from those slices first (``held``)
+        variants["held"] = fill_lv_hull(keep_largest_component(variants["absent"], K, scribbles=scribbles), NAMES)
         out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
         return (
-            out | class_columns(variants["marked"], gt, spacing) | class_columns(variants["hull"], gt, spacing, "hull_")
+            out
+            | class_columns(variants["marked"], gt, spacing)
+            | class_columns(variants["hull"], gt, spacing, "hull_")
+            | class_columns(variants["held"], gt, spacing, "held_")
         )
 
     for _ in gen:
@@ -261,7 +264,7 @@ def other_frame(state, geom, scribbles, loaded) -> dict[str, float]:  # type: ig
     }
 
 
-def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, margins_src, cfg, crop_margin, oracle):  # type: ignore[no-untyped-def]
+def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, boxes, cfg, crop_margin, oracle):  # type: ignore[no-untyped-def]
     """After the press: Predict volume, one simulated correction stroke per slice, a second press
     of the same length continuing the model (as Train does in the plugin: bounds and crop from the
     new strokes), Predict volume again. Returns the row's ``fix`` columns."""
@@ -270,7 +273,7 @@ def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, mar
     fixed = correction_strokes(before, gt, scribbles)
     t0 = time.perf_counter()
     truth = None if oracle is None else (gt, oracle)
-    data, geom2, _ = prepare(image, fixed, spacing, ranges_mm2, margins_src, cfg, crop_margin, truth)
+    data, geom2, _ = prepare(image, fixed, spacing, ranges_mm2, boxes, cfg, crop_margin, truth)
     for _ in train(data, cfg, state=state):
         pass
     calibrate_batchnorm(state.model, data.images)
@@ -292,7 +295,8 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
     """LV / RV end-diastolic volume and ejection fraction and the myocardial mass from Predict
     volume's output against the expert's (bias, SD, 95 % limits, MAE, r), per source: ``press``
     (each frame trained on its own strokes, when both frames ran; ``press, convex LV``: the same
-    predictions with the LV cavity's convex hull filled, ``hull_`` columns), ``corrected`` (the same after
+    predictions with the LV cavity's convex hull filled, ``hull_`` columns; ``absent cleared``: also
+    the classes the strokes mark absent cleared from their slices, ``held_``), ``corrected`` (the same after
     the correction round) and ``ED strokes only`` (ES predicted by the ED frame's model,
     ``--predict-other-frame``)."""
     ed = {r["patient"]: r for r in rows if r["phase"] == "ED"}
@@ -310,6 +314,10 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
             measured.setdefault("press", {})[p] = cardiac_indices(ml(r, press), ml(es[p], press), NAMES)
             hull = "hull_" + press  # the same output with the LV cavity made convex (the widget's default)
             measured.setdefault("press, convex LV", {})[p] = cardiac_indices(ml(r, hull), ml(es[p], hull), NAMES)
+            held = "held_" + press  # and the classes the strokes mark absent cleared from their slices
+            measured.setdefault("press, convex LV, absent cleared", {})[p] = cardiac_indices(
+                ml(r, held), ml(es[p], held), NAMES
+            )
             if "fix_RV_mL" in r:
                 fixed = cardiac_indices(ml(r, "fix_{}_mL"), ml(es[p], "fix_{}_mL"), NAMES)
                 measured.setdefault("corrected", {})[p] = fixed
@@ -369,6 +377,20 @@ def main() -> None:
     ap.add_argument("--mode", default="constrained", help="constrained, partial (scribbles only)")
     ap.add_argument("--size-weight", type=float, default=None, help="default: the penalty's (config.PENALTY_WEIGHTS)")
     ap.add_argument("--centroid-weight", type=float, default=None, help="default: the penalty's; 0 = no centroid term")
+    ap.add_argument(
+        "--absence-weight",
+        type=float,
+        default=0.3,
+        help="the absence term's weight (the widget's default; 0 = absence as a size bound of 0, the library's "
+        "default and the widget's before 2026-11-27's last runs)",
+    )
+    ap.add_argument(
+        "--centroid-floor",
+        type=float,
+        default=0.0,
+        metavar="FRAC",
+        help="widen each stroke box to at least +- FRAC of the trained region's side (0 = the stroke box as it is)",
+    )
     ap.add_argument("--crf-weight", type=float, default=0.0)
     ap.add_argument("--entropy-weight", type=float, default=0.0)
     ap.add_argument("--depth", type=int, default=4)
@@ -441,6 +463,7 @@ def main() -> None:
         mode=args.mode,
         penalty=args.penalty,
         crf_weight=args.crf_weight,
+        absence_weight=args.absence_weight,
         entropy_weight=args.entropy_weight,
         depth=args.depth,
         penalty_warmup=args.penalty_warmup,
@@ -467,7 +490,7 @@ def main() -> None:
         picks = test_vols[:: max(1, len(test_vols) // args.volumes)][: args.volumes]
 
     def load(v):  # type: ignore[no-untyped-def]
-        """(image, scribbles, expert mask, spacing, centroid margins in source px) of volume ``v``."""
+        """(image, scribbles, expert mask, spacing, how its centroid boxes are made) of volume ``v``."""
         if args.source == "pack":
             image, scribbles = pack.images[pack.volume == v], pack.scribbles[pack.volume == v]
             gt = pack.labels[pack.volume == v]
@@ -478,23 +501,21 @@ def main() -> None:
             from napari_wss.io import find_acdc_cases, read_nifti
 
             case = next(
-                c
-                for c in find_acdc_cases(Path(__file__).resolve().parents[2] / "shared/data/acdc")
-                if c.patient_id == pack.patients[v] and c.phase == pack.phases[v]
+                c for c in find_acdc_cases(ACDC) if c.patient_id == pack.patients[v] and c.phase == pack.phases[v]
             )
             vol = read_nifti(case.image)
             image, spacing = vol.data, np.array(vol.spacing)
             scribbles = read_nifti(case.scribble).data.astype(np.uint8)
             gt = read_nifti(case.gt).data.astype(np.uint8)
         scale = pack.side / np.array(image.shape[1:])  # network px of the full 256 grid per source px
-        return image, scribbles, gt, spacing, margins_net / scale.mean()
+        return image, scribbles, gt, spacing, Boxes(margins_net / scale.mean(), args.centroid_floor)
 
     sizing = {}
     if args.steps_for_seconds > 0:
         # One press = as many steps as this device runs in the given seconds, measured here on the
         # first volume with a throw-away model (this also pays the process's one-off set-up).
-        image, scribbles, _, spacing, margins_src = load(picks[0])
-        data, _, _ = prepare(image, scribbles, spacing, ranges, margins_src, cfg, args.crop_margin)
+        image, scribbles, _, spacing, boxes = load(picks[0])
+        data, _, _ = prepare(image, scribbles, spacing, ranges, boxes, cfg, args.crop_margin)
         cold, rate = step_rate(data, cfg)
         cfg = replace(cfg, steps=max(1, int(rate * args.steps_for_seconds)))
         sizing = {"cold_first_step_s": round(cold, 2), "steps_per_s": round(rate, 1), "steps": cfg.steps}
@@ -506,10 +527,10 @@ def main() -> None:
     rows = []
     ed_models = {}  # patient -> the model after its ED press (--continue-frames)
     for v in picks:
-        image, scribbles, gt, spacing, margins_src = load(v)
+        image, scribbles, gt, spacing, boxes = load(v)
         if args.background_loop is not None:
             scribbles = background_loop(scribbles, gt, spacing, args.background_loop)
-        volume = (image, scribbles, gt, spacing, ranges, margins_src, cfg)
+        volume = (image, scribbles, gt, spacing, ranges, boxes, cfg)
         start_from = ed_models.get(pack.patients[v]) if pack.phases[v] == "ES" else None
         first, dice_at, info, (state, geom) = run_volume(
             *volume,
@@ -541,14 +562,14 @@ def main() -> None:
             "first_preview_s": round(first, 2),
             **{
                 f"{k}@{b}s": round(d[k], 4)
-                for k in ("dice", "lcc", "absent", "marked", "hull")
+                for k in ("dice", "lcc", "absent", "marked", "hull", "held")
                 for b, d in dice_at.items()
             },
             # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
             **{
                 f"{k}@{last}s": x
                 for k, x in rounded(dice_at[last]).items()
-                if k.removeprefix("hull_").split("_")[0] in SHORT
+                if k.removeprefix("hull_").removeprefix("held_").split("_")[0] in SHORT
             },
             **{f"{n}_ref_mL": round(float(v), 2) for n, v in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
             **info,
@@ -573,6 +594,8 @@ def main() -> None:
                 "steps_per_press": cfg.steps,
                 "penalty": str(cfg.penalty.value),
                 "penalty_warmup": cfg.penalty_warmup,
+                "absence_weight": cfg.absence_weight,
+                "centroid_floor": args.centroid_floor,
                 **({"oracle_sizes": args.oracle_sizes} if args.oracle_sizes is not None else {}),
                 **sizing,
             }

@@ -53,7 +53,7 @@ from acdc_pack import CLINICAL_INDICES, DEFAULT_PACK, NAMES, K, area_ranges_mm2,
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume, stroke_boxes
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
-from napari_wss.postprocess import fill_lv_hull, keep_largest_component
+from napari_wss.postprocess import clear_absent, fill_lv_hull, keep_largest_component
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
 
 SHORT = ("RV", "myo", "LV")  # the per-class columns
@@ -67,15 +67,6 @@ class Boxes:
 
     margins: np.ndarray
     floor: float = 0.0
-
-
-def clear_absent(labels: np.ndarray, absent: np.ndarray) -> np.ndarray:
-    """``labels`` (Z, Y, X) with every class handed to the background on the slices where
-    ``absent`` (Z, K) says it is not (what the scribbles stated for training, applied to the output)."""
-    out = labels.copy()
-    for z, c in zip(*np.nonzero(absent)):
-        out[z][out[z] == c] = 0
-    return out
 
 
 def prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin, oracle=None):  # type: ignore[no-untyped-def]

@@ -92,6 +92,14 @@ class ModelActions:
             device = w.settings.device.currentText()
             keep = self.islands(image)
             marks = _strokes_on(image, w.scribble_layer()) if keep else None
+            absent = None
+            if marks is not None:  # the painted image: what the strokes and ticks say is not there goes too
+                from napari_wss.data import absent_classes
+
+                flat = marks.reshape(-1, *marks.shape[-2:])
+                n, k = flat.shape[0], w.state.num_classes
+                ticks = [(z, c) for z, c in w.table.absent_pairs() if z < n and c < k]  # the model's classes
+                absent = absent_classes(n, k, scribbles=flat, absent=ticks)
             wall = self.wall_limit(w.state.class_names)
             worker = create_worker(
                 predict_volume,
@@ -100,6 +108,7 @@ class ModelActions:
                 device=device,
                 largest_component=keep,
                 scribbles=marks,
+                absent=absent,
                 lv_hull=self.lv_hull(w.state.class_names),
                 max_wall_mm=None if wall is None else wall[0],
                 spacing_yx=None if wall is None else wall[1],

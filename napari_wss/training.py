@@ -40,7 +40,13 @@ from napari_wss.losses.functional import (
 )
 from napari_wss.metrics import dice_per_class
 from napari_wss.models.unet import build_model
-from napari_wss.postprocess import LARGEST_COMPONENT, heart_rules, keep_largest_component, lv_hull_classes
+from napari_wss.postprocess import (
+    LARGEST_COMPONENT,
+    clear_absent,
+    heart_rules,
+    keep_largest_component,
+    lv_hull_classes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -775,6 +781,7 @@ def predict_volume(
     lv_hull: bool = False,
     max_wall_mm: float | None = None,
     spacing_yx: tuple[float, float] | None = None,
+    absent: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
 
@@ -788,6 +795,8 @@ def predict_volume(
     ``largest_component``, a class keeps the components its own strokes mark instead of its largest.
     ``lv_hull``: then, on every slice, the myocardium inside the LV cavity's convex hull joins the
     cavity (papillary muscles; :func:`~napari_wss.postprocess.fill_lv_hull`, classes found by name).
+    ``absent`` ``(Z, K)`` booleans: first, each class is cleared from the slices where it is marked
+    absent (:func:`~napari_wss.postprocess.clear_absent`; the probabilities are not changed).
     ``max_wall_mm`` (with the in-plane ``spacing_yx`` in mm): last, the myocardium farther than that
     from the LV cavity becomes background (:func:`~napari_wss.postprocess.limit_wall_thickness`).
 
@@ -832,6 +841,11 @@ def predict_volume(
         labels[i : i + batch_size] = full.argmax(1).to(torch.uint8).cpu().numpy()
         if probs_out is not None:
             probs_out[i : i + batch_size] = full.cpu().numpy()
+    if absent is not None:
+        flags = np.asarray(absent, dtype=bool)
+        if flags.shape != (img.shape[0], state.num_classes):
+            raise InputError(f"absent must have shape {(img.shape[0], state.num_classes)}, got {flags.shape}")
+        labels = clear_absent(labels, flags)
     if largest_component is not None:
         marks = None if scribbles is None else np.asarray(scribbles).reshape(img.shape)
         labels = keep_largest_component(

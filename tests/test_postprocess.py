@@ -14,6 +14,7 @@ from napari_wss.config import ClassPrior
 from napari_wss.data import absent_classes, bounds_from_priors
 from napari_wss.errors import InputError
 from napari_wss.postprocess import (
+    clear_absent,
     fill_convex_hull,
     fill_lv_hull,
     keep_largest_component,
@@ -223,3 +224,14 @@ def test_wall_thickness_limit_drops_the_myocardium_beyond_it_in_mm() -> None:
         limit_wall_thickness(lab, names, 0.0, (1.0, 1.0))
     with pytest.raises(InputError, match="need classes named LV and myocardium"):
         limit_wall_thickness(lab, ["bg", "a", "b", "c"], 6.0, (1.0, 1.0))
+
+
+def test_clear_absent_hands_each_marked_class_to_the_background_on_its_slice_only() -> None:
+    lab = np.array([[[1, 2], [3, 0]], [[1, 2], [3, 3]]], dtype=np.uint8)
+    absent = np.array([[False, True, False, True], [True, False, True, False]])  # class 0 is never cleared
+    out = clear_absent(lab, absent)
+    assert out.tolist() == [[[0, 2], [0, 0]], [[1, 0], [3, 3]]]
+    assert lab[0, 0, 0] == 1  # the input is not modified
+    np.testing.assert_array_equal(clear_absent(lab, np.zeros((2, 4), bool)), lab)
+    with pytest.raises(InputError, match="absent must be"):
+        clear_absent(lab, absent[:1])

@@ -13,7 +13,7 @@ from napari_wss.data import Batch, SliceDataset, bounds_from_labels, crop_around
 from napari_wss.errors import InputError
 from napari_wss.losses import SizeConstraint, absence_loss
 from napari_wss.models import ResidualUNet
-from napari_wss.postprocess import keep_largest_component
+from napari_wss.postprocess import clear_absent, keep_largest_component
 from napari_wss.toy import cardiac_phantom, make_toy2
 from napari_wss.training import (
     BoundsUpdate,
@@ -359,6 +359,15 @@ def test_predict_volume_largest_component_post_processes_the_labels_only() -> No
     np.testing.assert_array_equal(one, keep_largest_component(raw_2d, 4, scribbles=ph.scribbles[1]))
     with pytest.raises(InputError, match="scribbles have shape"):
         predict_volume(state, ph.image, largest_component="volume", scribbles=ph.scribbles[1])
+    # Classes marked absent are cleared from their slices first, then the objects are chosen.
+    absent = np.zeros((3, 4), dtype=bool)
+    absent[0, 1:] = absent[2, 3] = True
+    held = predict_volume(state, ph.image, largest_component="volume", scribbles=ph.scribbles, absent=absent)
+    want = keep_largest_component(clear_absent(raw, absent), 4, scribbles=ph.scribbles)
+    np.testing.assert_array_equal(held, want)
+    assert not (held[0] > 0).any() and not (held[2] == 3).any()
+    with pytest.raises(InputError, match="absent must have shape"):
+        predict_volume(state, ph.image, absent=absent[:2])
 
 
 @pytest.mark.parametrize("mode", ["constrained", "full", "partial", "priors"])

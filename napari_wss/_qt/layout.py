@@ -125,7 +125,8 @@ def build_layout(w: WssWidget) -> None:
     w.largest_component = QCheckBox("remove islands")
     w.largest_component.setChecked(True)  # measured on ACDC: see benchmarks/interactive.py (lcc@, marked@)
     w.largest_component.setToolTip(
-        "Predict volume keeps, per class, the connected objects your strokes of that class touch, or its "
+        "Predict volume clears each class from the slices your strokes (or Absent ticks) say it is not on, "
+        "then keeps, per class, the connected objects your strokes of that class touch, or its "
         "largest object where none does; the rest becomes background (3D; per image for a PNG folder). "
         "Right for one heart, wrong for many cells."
     )

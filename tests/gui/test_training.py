@@ -10,7 +10,8 @@ import pytest
 
 from napari_wss import training
 from napari_wss._qt.class_table import SIZE_HI
-from napari_wss.postprocess import fill_lv_hull, keep_largest_component
+from napari_wss.data import absent_classes
+from napari_wss.postprocess import clear_absent, fill_lv_hull, keep_largest_component
 
 pytestmark = pytest.mark.gui
 
@@ -123,7 +124,9 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
         worker = widget.model.predict()
         with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
             pass
-        expected = keep_largest_component(raw, 4, scribbles=strokes) if keep else raw
+        # with the islands removed, what the strokes say is absent from a slice is cleared there first
+        absent = absent_classes(strokes.shape[0], 4, scribbles=strokes, absent=widget.table.absent_pairs())
+        expected = keep_largest_component(clear_absent(raw, absent), 4, scribbles=strokes) if keep else raw
         expected = fill_lv_hull(expected, names) if hull else expected
         np.testing.assert_array_equal(widget.prediction_layer.data, expected)
         widget.largest_component.setChecked(False)
@@ -182,8 +185,11 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
             assert seen["largest_component"] == "volume"
             assert isinstance(strokes, np.ndarray) and strokes is not widget.scribble_layer().data
             np.testing.assert_array_equal(strokes, widget.scribble_layer().data)
+            # what the strokes (and the Absent ticks) say is not on a slice is cleared there
+            want = absent_classes(strokes.shape[0], 4, scribbles=strokes, absent=widget.table.absent_pairs())
+            np.testing.assert_array_equal(seen["absent"], want)
         else:
-            assert seen["largest_component"] is None and strokes is None
+            assert seen["largest_component"] is None and strokes is None and seen["absent"] is None
     # The status line reports each class's volume in mL from the phantom's voxel size.
     spacing = widget.spacing_zyx()
     assert spacing is not None and spacing == tuple(float(s) for s in _viewer.layers["cardiac phantom"].scale)

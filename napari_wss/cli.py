@@ -608,16 +608,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         raise InputError(f"--out {out} must end in .nii.gz, .nii or .png (a folder for a PNG folder)")
     keep = ("slice" if img.kind == "pngdir" else "volume") if args.largest_component else None
-    marks = None
+    marks = absent = None
     if args.scribbles:
         if keep is None:
             raise InputError("--scribbles chooses the objects --largest-component keeps: add --largest-component")
-        from napari_wss.data import check_scribbles
+        from napari_wss.data import absent_classes, check_scribbles
 
         marks = check_scribbles(load_map(args.scribbles, img, what="scribbles"), state.num_classes)
+        flat = marks.reshape(-1, *marks.shape[-2:])
+        absent = absent_classes(flat.shape[0], state.num_classes, scribbles=flat)  # as the widget's Predict volume
     heart = _heart_rules(args, img.spacing)
     labels = np.asarray(
-        predict_volume(state, img.data, device=args.device, largest_component=keep, scribbles=marks, **heart)
+        predict_volume(
+            state,
+            img.data,
+            device=args.device,
+            largest_component=keep,
+            scribbles=marks,
+            absent=absent,
+            **heart,
+        )
     )
     if img.kind == "pngdir":
         out.mkdir(parents=True, exist_ok=True)
@@ -1219,7 +1229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scribbles",
         metavar="S",
-        help="with --largest-component: keep instead each class's objects that these strokes of it touch",
+        help="with --largest-component: keep instead each class's objects that these strokes of it touch, "
+        "after clearing each class from the slices where the strokes have none of it but some other",
     )
     p.add_argument(
         "--lv-hull",

@@ -7,9 +7,9 @@ predicted on its own grid, after 10, 30 and 60 s of training (evaluation time is
 clock): as predicted (``dice@``), with each class cut to its largest 3D connected component
 (``lcc@``), with the classes the volume's scribbles mark absent cleared from their slices
 (``absent@``), and with each class cut to the components its own strokes touch, the largest where
-none does (``marked@``, the plugin's Predict volume default), then the LV cavity made convex
-(``hull@``, Predict volume's convex LV default), and that after clearing the absent classes first
-(``held@``). Size ranges come from
+none does (``marked@``), then the LV cavity made convex (``hull@``), and that after clearing the
+absent classes first (``held@``: the widget's Predict volume with its defaults since 2026-11-27's
+last change; ``marked@`` and ``hull@`` were its output before). Size ranges come from
 the other patients' masks (a user's textbook knowledge), absence and centroid boxes from the
 volume's own scribbles (``--oracle-sizes``: each slice's true sizes instead, an upper reference).
 At the last budget each class's Dice and volume over the expert's (``myo@``, ``myo_vol@``, …) are

@@ -96,10 +96,9 @@ class ModelActions:
             if marks is not None:  # the painted image: what the strokes and ticks say is not there goes too
                 from napari_wss.data import absent_classes
 
-                flat = marks.reshape(-1, *marks.shape[-2:])
-                n, k = flat.shape[0], w.state.num_classes
+                n, k = (marks.shape[0] if marks.ndim == 3 else 1), w.state.num_classes
                 ticks = [(z, c) for z, c in w.table.absent_pairs() if z < n and c < k]  # the model's classes
-                absent = absent_classes(n, k, scribbles=flat, absent=ticks)
+                absent = absent_classes(n, k, scribbles=marks, absent=ticks)
             wall = self.wall_limit(w.state.class_names)
             worker = create_worker(
                 predict_volume,

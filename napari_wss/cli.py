@@ -615,8 +615,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from napari_wss.data import absent_classes, check_scribbles
 
         marks = check_scribbles(load_map(args.scribbles, img, what="scribbles"), state.num_classes)
-        flat = marks.reshape(-1, *marks.shape[-2:])
-        absent = absent_classes(flat.shape[0], state.num_classes, scribbles=flat)  # as the widget's Predict volume
+        n = marks.shape[0] if marks.ndim == 3 else 1
+        absent = absent_classes(n, state.num_classes, scribbles=marks)  # as the widget's Predict volume
     heart = _heart_rules(args, img.spacing)
     labels = np.asarray(
         predict_volume(

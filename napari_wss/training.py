@@ -817,6 +817,8 @@ def predict_volume(
         raise InputError(f"expected a 2D image or a 3D (Z, Y, X) volume, got shape {img.shape}")
     if scribbles is not None and np.shape(scribbles) != np.shape(image):
         raise InputError(f"the scribbles have shape {np.shape(scribbles)} but the image {np.shape(image)}")
+    if absent is not None and np.shape(absent) != (img.shape[0], state.num_classes):
+        raise InputError(f"absent must have shape {(img.shape[0], state.num_classes)}, got {np.shape(absent)}")
     h, w = img.shape[1:]
     size = state.config.size
     if geometry is None:
@@ -842,10 +844,7 @@ def predict_volume(
         if probs_out is not None:
             probs_out[i : i + batch_size] = full.cpu().numpy()
     if absent is not None:
-        flags = np.asarray(absent, dtype=bool)
-        if flags.shape != (img.shape[0], state.num_classes):
-            raise InputError(f"absent must have shape {(img.shape[0], state.num_classes)}, got {flags.shape}")
-        labels = clear_absent(labels, flags)
+        labels = clear_absent(labels, absent)
     if largest_component is not None:
         marks = None if scribbles is None else np.asarray(scribbles).reshape(img.shape)
         labels = keep_largest_component(

@@ -238,7 +238,7 @@ def absence_loss(probs: Tensor, absent: Tensor, eps: float = 1e-6) -> Tensor:
     where :math:`A_b` are the classes ``absent[b]`` marks. Averaged over the pixels, its gradient
     on a slice totals about 1 per absent class whatever the class's predicted mass, where a size
     bound of 0 in the quadratic penalty pushes in proportion to that mass: on a slice the structure
-    is not on, a network that still spreads it there gets the same pull, not hundreds of times the
+    is not on, a network that still spreads it there gets the same pull, not tens of times the
     scribbles' (which, on small end-systolic hearts, erased the structure everywhere).
 
     Args:

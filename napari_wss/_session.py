@@ -199,8 +199,10 @@ def build_job(
 
     ``crop`` trains on a square around the foreground scribbles (faster on a CPU, finer for small
     structures); predictions outside it are background. ``islands`` (``"volume"`` or ``"slice"``):
-    previews that show every slice keep, per class, the objects its strokes touch (its largest
-    where they touch none), as Predict volume does (:func:`~napari_wss.postprocess.keep_largest_component`).
+    previews clear each class from the slices training keeps it off (strokes without it, Absent
+    ticks; :func:`~napari_wss.postprocess.clear_absent`), and those that show every slice keep,
+    per class, the objects its strokes touch (its largest where they touch none), as Predict volume
+    does (:func:`~napari_wss.postprocess.keep_largest_component`).
     ``lv_hull``: previews then hand the myocardium inside the LV cavity's convex hull to the cavity
     (:func:`~napari_wss.postprocess.fill_lv_hull`; refused unless classes are named LV and myocardium).
     ``max_wall`` = (mm, in-plane spacing in mm): previews then drop the myocardium farther than that
@@ -400,7 +402,7 @@ def _train_steps(
     import torch
 
     from napari_wss import metrics, training
-    from napari_wss.postprocess import heart_rules, keep_largest_component
+    from napari_wss.postprocess import clear_absent, heart_rules, keep_largest_component
 
     training.after_warm_up()  # the widget's background warm-up, if still running, ends first
     if state is None:
@@ -420,6 +422,9 @@ def _train_steps(
     previews = 0
     final_step = state.step + job.config.steps
     message: BoundsMessage | None = None
+    # (N, K) the classes training keeps off each slice (an upper size bound of 0: strokes without
+    # them, Absent ticks); with islands removed the previews clear them as Predict volume does.
+    absent = job.data.size_bounds[..., 1] == 0
     try:
         while not control.stop.is_set():
             try:
@@ -428,6 +433,7 @@ def _train_steps(
                 return stop.value  # type: ignore[no-any-return]
             if message is not None:
                 version = message.version
+                absent = message.update.size_bounds[..., 1] == 0
             now = time.perf_counter()
             frame = rows = dice = None
             if now >= next_preview or event.step >= final_step:
@@ -442,6 +448,8 @@ def _train_steps(
                 )
                 small = probs.argmax(1).to(torch.uint8).cpu().numpy()
                 frame = job.geometry.labels_to_source(small)
+                if job.islands is not None:
+                    frame = clear_absent(frame, absent[rows])
                 if job.islands is not None and len(rows) == job.n_slices:  # 3D objects need every slice
                     frame = keep_largest_component(
                         frame, len(job.class_names), per_slice=job.islands == "slice", scribbles=job.scribbles

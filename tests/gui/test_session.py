@@ -192,3 +192,29 @@ def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> N
     capped = next(_session.run_training(job, None, control)).frame
     np.testing.assert_array_equal(capped, limit_wall_thickness(frames[True], names, 2.0, (1.5, 1.5)))
     assert (capped != frames[True]).any()  # the untrained wall is thicker than 2 mm: the limit is at work
+
+
+def test_previews_clear_the_absent_classes_as_predict_volume_does(phantom) -> None:  # type: ignore[no-untyped-def]
+    from napari_wss.data import absent_classes
+    from napari_wss.postprocess import clear_absent, keep_largest_component
+
+    img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
+    ticks = ((0, 3),)  # LV ticked absent on slice 0, where it is painted
+    frames = {}
+    for islands in (None, "volume"):
+        job = _session.build_job(img, scr, _priors(), CFG.with_(steps=3), islands=islands, absent=ticks)
+        control = _session.RunControl(preview_interval=0.0, nice=0)
+        gen = _session.run_training(job, None, control)
+        first = next(gen).frame
+        # an Absent tick added while it trains reaches the next preview
+        update = _session.network_bounds(job, _priors(), ((0, 3), (1, 2)))
+        frames[islands] = first, gen.send(_session.BoundsMessage(update, 1)).frame
+        gen.close()
+    raw, kept = frames[None][0], frames["volume"][0]
+    assert (raw[0] == 3).any() and (raw[1] == 2).any()  # the untrained network paints them there
+    flags = absent_classes(3, 4, scribbles=scr, absent=list(ticks))
+    np.testing.assert_array_equal(kept, keep_largest_component(clear_absent(raw, flags), 4, scribbles=scr))
+    assert not (kept[0] == 3).any() and (kept[1] == 2).any()
+    later = frames["volume"][1]
+    assert not (later[0] == 3).any() and not (later[1] == 2).any()
+    assert (frames[None][1][1] == 2).any()  # without islands removed the previews stay raw

@@ -63,8 +63,14 @@ def _toy2(n: int = 16, size: int = 64) -> tuple[SliceDataset, np.ndarray, np.nda
 
 @pytest.mark.slow
 def test_priors_alone_separate_target_from_distractor_partial_does_not() -> None:
-    """The seed's TOY2 experiment in small: no pixel labels, only size and centroid priors."""
+    """The seed's TOY2 experiment in small: no pixel labels, only size and centroid priors.
+
+    The priors bound sums of probabilities only, so where the target class's probability goes is
+    what they decide: onto the target disc, off the distractor. How crisp it gets is not: here the
+    target's probability ends at 0.42-0.63 depending on the seed and the CPU (AMD: below 0.5, an
+    empty arg-max; Intel with AMX: above), so the arg-max is not asserted (README, TOY2)."""
     ds, target, distractor = _toy2()
+    rest = ~target & ~distractor
     results = {}
     for mode, penalty, steps in (("priors", "log-barrier", 250), ("partial", "none", 100)):
         cfg = TrainConfig(mode=mode, penalty=penalty, steps=steps, lr=1e-2, width=8, depth=3, size=64)
@@ -73,13 +79,16 @@ def test_priors_alone_separate_target_from_distractor_partial_does_not() -> None
         cfg = cfg.with_(size_weight=1e-2, centroid_weight=1e-2, steps_per_epoch=2)
         cfg = cfg.with_(batch_size=8, preview_every=0)
         state = _run(train(ds, cfg, class_names=("background", "target")))
-        pred = predict_slices(state.model, ds.images)[:, 1].numpy() > 0.5
+        p = predict_slices(state.model, ds.images)[:, 1].numpy()
+        pred = p > 0.5
         dice = 2 * (pred & target).sum() / (pred.sum() + target.sum())
-        results[mode] = (dice, pred[distractor].mean())
-    assert results["priors"][0] > 0.6, results
-    assert results["priors"][1] < 0.05, results
-    assert results["partial"][1] > 0.5, results  # the point label alone grows over the distractor too
-    assert results["partial"][0] < 0.3, results
+        results[mode] = {"target": p[target].mean(), "distractor": p[distractor].mean(), "rest": p[rest].mean()}
+        results[mode].update(dice=dice, distractor_px=pred[distractor].mean())
+    priors, partial = results["priors"], results["partial"]
+    assert priors["target"] > 0.3 and priors["target"] > 10 * priors["rest"], results
+    assert priors["distractor"] < 0.02 and priors["distractor_px"] == 0, results
+    assert partial["distractor"] > 0.5 and partial["distractor_px"] > 0.5, results  # the point label grows over it
+    assert partial["dice"] < 0.3, results
 
 
 def _phantom_data(size: int = 32) -> tuple[SliceDataset, object]:

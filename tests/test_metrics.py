@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from napari_wss.errors import InputError
 from napari_wss.metrics import (
+    CARDIAC_AREA_MM2,
     agreement,
     cardiac_classes,
     cardiac_indices,
+    cardiac_size_ranges,
     class_volumes_ml,
     describe_volumes,
     dice,
@@ -21,6 +27,8 @@ from napari_wss.metrics import (
 )
 
 NAMES = ("background", "RV", "myocardium", "LV")
+ROOT = Path(__file__).resolve().parents[1]
+ACDC = ROOT.parent / "shared" / "data" / "acdc"
 
 
 def test_dice_hand_computed() -> None:
@@ -112,3 +120,19 @@ def test_describe_volumes() -> None:
     labels[0, :5] = 2  # 50 voxels of 20 mm³ = 1 mL
     text = describe_volumes(class_volumes_ml(labels, 4, (20.0, 1.0, 1.0)), NAMES)
     assert text == "RV 0.0 mL · myocardium 1.0 mL (1.1 g) · LV 0.0 mL"
+
+
+def test_cardiac_sizes_are_found_by_name() -> None:
+    got = cardiac_size_ranges(["background", "Left ventricle", "myo", "scar", "RV"])
+    assert got == {1: CARDIAC_AREA_MM2["LV"], 2: CARDIAC_AREA_MM2["myocardium"], 4: CARDIAC_AREA_MM2["RV"]}
+    with pytest.raises(InputError, match="the classes are background, cell"):
+        cardiac_size_ranges(["background", "cell"])
+
+
+@pytest.mark.skipif(not ACDC.is_dir(), reason=f"ACDC data not found at {ACDC}")
+def test_cardiac_sizes_are_the_ones_the_acdc_masks_give() -> None:
+    """The shipped ranges against ACDC's expert masks, recomputed from the NIfTI files."""
+    script = ROOT / "benchmarks" / "cardiac_ranges.py"
+    run = subprocess.run([sys.executable, str(script), "--acdc", str(ACDC)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1558" in run.stdout and "DIFFERENT" not in run.stdout  # both phases of every patient were read

@@ -236,6 +236,17 @@ class ClassTable(QTableWidget):
         finally:
             self._loading = False
 
+    def set_sizes(self, ranges: dict[int, tuple[float, float]]) -> None:
+        """Type ``{row: (min, max)}`` (in the table's unit) into the size cells; one ``changed``."""
+        self._loading = True
+        try:
+            for row, (lo, hi) in ranges.items():
+                self.item(row, SIZE_LO).setText(_fmt(lo))
+                self.item(row, SIZE_HI).setText(_fmt(hi))
+        finally:
+            self._loading = False
+        self.changed.emit()
+
     def set_centroid_text(self, row: int, centroid: tuple[tuple[float, float], tuple[float, float]] | None) -> None:
         text = "" if centroid is None else ", ".join(_fmt(v) for v in (*centroid[0], *centroid[1]))
         self.item(row, CENTROID).setText(text)

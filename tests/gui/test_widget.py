@@ -110,6 +110,36 @@ def test_estimate_bounds_from_ground_truth(make_widget) -> None:  # type: ignore
     assert (rv_absent[0], 1) not in widget.table.absent_pairs()
 
 
+def test_cardiac_sizes_fill_the_heart_rows_in_mm2(make_widget, notes) -> None:  # type: ignore[no-untyped-def]
+    from napari_wss.metrics import CARDIAC_AREA_MM2
+
+    _viewer, widget = make_widget("phantom")
+    edits = []
+    widget.table.changed.connect(lambda: edits.append(1))
+    widget.table.set_cell(2, CENTROID, "10, 20, 30, 40")
+    edits.clear()
+    widget.classes.cardiac_sizes()
+    assert len(edits) == 1  # one edit: a running training gets the new bounds once
+    assert notes.has("RV 38–5238", "info")
+    for row, key in ((1, "RV"), (2, "myocardium"), (3, "LV")):
+        assert widget.table.size_bounds(row) == CARDIAC_AREA_MM2[key]
+        lo, hi = CARDIAC_AREA_MM2[key]
+        assert widget.priors()[row].size == pytest.approx((lo / 2.25, hi / 2.25))  # 1.5 mm pixels
+    assert widget.table.size_bounds(0) is None and widget.table.centroid_box(2) == ((10.0, 20.0), (30.0, 40.0))
+
+
+def test_cardiac_sizes_need_mm2_and_heart_classes(make_widget, notes) -> None:  # type: ignore[no-untyped-def]
+    _viewer, widget = make_widget("toy")  # a PNG: sizes in pixels
+    widget.classes.cardiac_sizes()
+    assert notes.has("has no pixel spacing", "error")
+    assert widget.table.size_bounds(1) is not None and widget.table.size_bounds(1)[1] < 1e4  # the toy's own
+    _viewer, widget = make_widget("phantom")
+    for row, name in enumerate(("bg", "nucleus", "cell", "halo")):
+        widget.table.set_cell(row, 0, name)
+    widget.classes.cardiac_sizes()
+    assert notes.has("classes named RV, myocardium or LV", "error")
+
+
 def test_centroid_box_from_a_rectangle(make_widget, notes) -> None:  # type: ignore[no-untyped-def]
     viewer, widget = make_widget("phantom")
     widget.table.selectRow(3)

@@ -84,6 +84,8 @@ class Pack:
 
 
 def load_pack(path: Path = DEFAULT_PACK) -> Pack:
+    if not Path(path).is_file():
+        raise SystemExit(f"{path} not found: build it first with `python benchmarks/acdc_prep.py --out {path}`")
     d = np.load(path)
     raw, offs = d["jpeg"], d["jpeg_offsets"]
     images = np.stack(

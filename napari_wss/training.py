@@ -78,14 +78,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 def bf16_fast(device: torch.device) -> bool:
     """Whether bf16 autocast (and channels_last) speeds this device up.
 
-    True on CUDA, and on CPUs with AMX bf16 tiles, where oneDNN runs bf16 convolutions about five
-    times faster than fp32 (measured on this project's 2-core build machine).
+    True on CUDA, and on CPUs with native bf16 arithmetic: AMX tiles (a 2-core Intel Xeon: bf16
+    convolutions about five times faster than fp32) or AVX512-BF16 (a 2-core AMD EPYC: a training
+    step of the interactive network 294 -> 177 ms, of the width-32 one at 256² 15.4 -> 5.3 s).
     """
     if device.type == "cuda":
         return True
     if device.type == "cpu":
-        probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        return bool(probe and probe())
+        probes = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+        return any(bool(probe and probe()) for probe in probes)
     return False
 
 

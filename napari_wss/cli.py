@@ -1205,7 +1205,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--arch", default="unet", choices=["unet", "shallow"])
     g.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity jitter")
     g.add_argument(
-        "--no-amp", action="store_true", help="no bf16 autocast (used on CUDA and on CPUs with AMX by default)"
+        "--no-amp",
+        action="store_true",
+        help="no bf16 autocast (used on CUDA and on CPUs with AMX or AVX512-BF16 by default)",
     )
     g.add_argument(
         "--compile", action="store_true", help="torch.compile the network on CUDA (faster after a minute's warm-up)"

@@ -214,7 +214,7 @@ class TrainConfig:
         size: the network's input side in pixels (slices are resized to size × size).
         augment: random flips, 90° rotations and intensity jitter.
         device: ``auto`` (cuda → mps → cpu), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
-        amp: bf16 autocast and channels_last on CUDA and on CPUs with AMX (bf16 tiles).
+        amp: bf16 autocast and channels_last on CUDA and on CPUs with AMX or AVX512-BF16.
         seed: seeds numpy and torch.
         preview_every: a CPU preview of the prediction every N steps (0 = never).
         compile: ``torch.compile`` the model on CUDA.

@@ -425,6 +425,7 @@ def main() -> None:
     )
     ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0, help="the training seed (weights, batches, augmentation)")
     ap.add_argument(
         "--warm-up",
         action="store_true",
@@ -470,6 +471,7 @@ def main() -> None:
         size_weight=weights[0] if args.size_weight is None else args.size_weight,
         centroid_weight=weights[1] if args.centroid_weight is None else args.centroid_weight,
         steps_per_epoch=20,
+        seed=args.seed,
     )
     if args.phase in ("ED", "ES"):
         test_vols = [v for v in test_vols if pack.phases[v] == args.phase]

@@ -233,6 +233,14 @@ CLI_ROWS: dict[str, tuple[Callable[[Case], list[str]], tuple[str, ...]]] = {
         lambda c: c.train("--centroid", "LV=100:120,0:5"),
         ("centroid box for 'LV'", "outside the 48x48 image"),
     ),
+    "cardiac-sizes-without-spacing": (
+        lambda c: [*_png_case(c, _grey8(c)), "--cardiac-sizes"],
+        ("--cardiac-sizes are areas in mm²", "--spacing DY DX"),
+    ),
+    "cardiac-sizes-without-heart-classes": (
+        lambda c: c.train("--cardiac-sizes", "--classes", "bg,a,b,c"),
+        ("classes named RV, myocardium or LV", "the classes are bg, a, b, c"),
+    ),
     "network-below-minimum": (lambda c: c.train("--net-size", "8", "--depth", "4"), ("size must be", "[16, 4096]")),
     "checkpoint-other-class-count": (
         lambda c: c.train("--resume", c.model(("background", "target"))),

@@ -450,10 +450,10 @@ def _train_steps(
                 frame = job.geometry.labels_to_source(small)
                 if job.islands is not None:
                     frame = clear_absent(frame, absent[rows])
-                if job.islands is not None and len(rows) == job.n_slices:  # 3D objects need every slice
-                    frame = keep_largest_component(
-                        frame, len(job.class_names), per_slice=job.islands == "slice", scribbles=job.scribbles
-                    )
+                    if len(rows) == job.n_slices:  # 3D objects need every slice
+                        frame = keep_largest_component(
+                            frame, len(job.class_names), per_slice=job.islands == "slice", scribbles=job.scribbles
+                        )
                 mm, yx = job.max_wall if job.max_wall is not None else (None, None)  # per slice: any rows
                 frame = heart_rules(frame, job.class_names, lv_hull=job.lv_hull, max_wall_mm=mm, spacing_yx=yx)
                 if job.labels is not None:

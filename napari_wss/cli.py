@@ -359,7 +359,6 @@ def _volume_bounds(
 
         if vol.image.kind != "nifti" and args.spacing is None:
             raise InputError(f"--cardiac-sizes are areas in mm²: give --spacing DY DX (mm) for {vol.name}")
-
         for c, size in cardiac_size_ranges(names).items():
             if c not in mm2 and c not in px:
                 mm2[c] = size

@@ -67,8 +67,8 @@ def test_priors_alone_separate_target_from_distractor_partial_does_not() -> None
 
     The priors bound sums of probabilities only, so where the target class's probability goes is
     what they decide: onto the target disc, off the distractor. How crisp it gets is not: here the
-    target's probability ends at 0.42-0.63 depending on the seed and the CPU (AMD: below 0.5, an
-    empty arg-max; Intel with AMX: above), so the arg-max is not asserted (README, TOY2)."""
+    target's probability ends near 0.5 (AMD EPYC, seeds 0-2: 0.48-0.50, an empty arg-max; the
+    Intel machine with AMX: above 0.5), so the arg-max is not asserted (README, TOY2)."""
     ds, target, distractor = _toy2()
     rest = ~target & ~distractor
     results = {}

@@ -137,6 +137,8 @@ def run_one(
         "penalty_warmup": cfg.penalty_warmup,
         "crf_weight": cfg.crf_weight,
         "absence_weight": cfg.absence_weight,
+        "rotate": cfg.rotate,
+        "zoom": cfg.zoom,
         "batch": cfg.batch_size,
         "size": cfg.size,
         "width": cfg.width,
@@ -187,6 +189,8 @@ def main() -> None:
         default=TrainConfig.absence_weight,
         help="the absence term's weight (default TrainConfig's, 0 = absence as a size bound of 0; the widget uses 0.3)",
     )
+    ap.add_argument("--rotate", type=float, default=0.0, help="augmentation: turn slices by up to ± this (degrees)")
+    ap.add_argument("--zoom", type=float, default=0.0, help="augmentation: scale slices by 1 ± up to this")
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
@@ -208,6 +212,8 @@ def main() -> None:
         steps_per_epoch=100,
         penalty_warmup=args.penalty_warmup,
         absence_weight=args.absence_weight,
+        rotate=args.rotate,
+        zoom=args.zoom,
     )
     results: list[dict] = []
     plan = [(int(f), name) for f in args.folds.split(",") for name in args.rows.split(",")]

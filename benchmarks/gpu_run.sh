@@ -4,7 +4,8 @@
 # then extra rows on fold 1 while time is left (--deadline skips runs that would overrun).
 # Needs .carry/acdc256.npz (benchmarks/acdc_prep.py) and .carry/seed_baseline.py.
 # DEVICE=cpu STEPS=5 ... runs the same path on a CPU as a dry run. Knobs: PARTS, STEPS, BUDGET,
-# ROWS / EXTRA (EXTRA= for none) / FOLDS / WARMUP / CRF (quality; CRF = the +crf rows' weight),
+# ROWS / EXTRA (EXTRA= for none) / FOLDS / WARMUP / CRF / QFLAGS (quality; CRF = the +crf rows' weight,
+# QFLAGS more acdc_quality.py flags, e.g. "--rotate 20"),
 # IVOLS / IBUDGETS / IFLAGS / ITIMEOUT (interactive), TP_* (throughput).
 # Quality and interactive lines carry the largest-component scores too (lcc_*, lcc@).
 set -u
@@ -39,5 +40,5 @@ fi
 has quality && log quality && timeout $(( end - $(date +%s) )) python3 acdc_quality.py --folds "${FOLDS:-1,2,3,4,5}" --rows "${ROWS:-full,partial,size+centroid-barrier}" \
   --extra-rows "${EXTRA-size-barrier,size+centroid-quad,size+centroid-barrier+crf,oracle-quad,size-quad}" --extra-folds 1 \
   --device "$DEVICE" --size "${QSIZE:-256}" --width 16 --batch "${QBATCH:-32}" --steps "$STEPS" --workers "${WORKERS:-12}" \
-  --penalty-warmup "${WARMUP:-0}" --crf-weight "${CRF:-0}" --deadline "$end" --out "$OUT/quality.jsonl" 2>&1 | tee -a "$OUT/quality.txt"
+  --penalty-warmup "${WARMUP:-0}" --crf-weight "${CRF:-0}" ${QFLAGS:-} --deadline "$end" --out "$OUT/quality.jsonl" 2>&1 | tee -a "$OUT/quality.txt"
 log done

@@ -432,6 +432,8 @@ def main() -> None:
         help="first run the plugin's background warm-up (one throw-away step; not on the clock)",
     )
     ap.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity jitter")
+    ap.add_argument("--rotate", type=float, default=0.0, help="augmentation: turn slices by up to ± this (degrees)")
+    ap.add_argument("--zoom", type=float, default=0.0, help="augmentation: scale slices by 1 ± up to this")
     ap.add_argument(
         "--no-bn-calibration",
         action="store_true",
@@ -460,6 +462,8 @@ def main() -> None:
         depth=args.depth,
         penalty_warmup=args.penalty_warmup,
         augment=not args.no_augment,
+        rotate=args.rotate,
+        zoom=args.zoom,
         steps=args.steps,
         lr_schedule=args.lr_schedule,
         batch_size=args.batch,

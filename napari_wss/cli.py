@@ -478,6 +478,8 @@ def _train(args: argparse.Namespace, ctx: Any) -> int:
         depth=args.depth,
         size=args.net_size,
         augment=not args.no_augment,
+        rotate=args.rotate,
+        zoom=args.zoom,
         amp=not args.no_amp,
         compile=args.compile,
         device=args.device if ctx is None else ctx.config_device(args.device),
@@ -1203,6 +1205,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--depth", type=int, default=4, help="U-Net poolings (default 4)")
     g.add_argument("--arch", default="unet", choices=["unet", "shallow"])
     g.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity jitter")
+    g.add_argument(
+        "--rotate", type=float, default=0.0, metavar="DEG", help="also turn slices by up to ±DEG degrees (default 0)"
+    )
+    g.add_argument(
+        "--zoom", type=float, default=0.0, metavar="F", help="also scale slices by 1 ± up to F (default 0; e.g. 0.1)"
+    )
     g.add_argument(
         "--no-amp",
         action="store_true",

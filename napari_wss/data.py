@@ -615,7 +615,7 @@ class DeviceSlices:
             need -= take
         return torch.cat(parts)
 
-    def batch(self, batch_size: int, *, augment: bool) -> Batch:
+    def batch(self, batch_size: int, *, augment: bool, rotate: float = 0.0, zoom: float = 0.0) -> Batch:
         idx = self._next_index(batch_size * self.world)[self.rank :: self.world]
         b = Batch(
             self.images[idx].unsqueeze(1),
@@ -625,20 +625,27 @@ class DeviceSlices:
             self.centroid_bounds[idx],
             idx,
         )
-        return augment_batch(b, self.augment_generator) if augment else b
+        return augment_batch(b, self.augment_generator, rotate=rotate, zoom=zoom) if augment else b
 
 
 def _where_b(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(mask.view(-1, *([1] * (a.ndim - 1))), a, b)
 
 
-def augment_batch(batch: Batch, generator: torch.Generator) -> Batch:
+def augment_batch(batch: Batch, generator: torch.Generator, *, rotate: float = 0.0, zoom: float = 0.0) -> Batch:
     """Random flips, 90° rotations and intensity jitter, each image its own draw.
 
     Geometric transforms move the pixels of images, scribbles and labels together and map the
     centroid boxes with them (sizes are unchanged). Intensity: a gamma in [0.7, 1.4], a contrast
     scale in [0.9, 1.1], a shift in [−0.05, 0.05] and Gaussian noise with σ in [0, 0.03].
     torchvision is not used: no build of it imports beside the CPU torch wheel we install.
+
+    ``rotate`` (degrees) and ``zoom`` (a fraction) add a rotation by an angle drawn from
+    [−rotate, rotate] and a scaling by a factor from [1 − zoom, 1 + zoom] about the image centre:
+    the image is resampled bilinearly, scribbles and labels by nearest neighbour, pixels brought in
+    from outside are 0 (not annotated, background); size bounds scale with the area (factor²) and
+    each centroid box becomes the bounding box of its transformed corners. 0 and 0 (the default)
+    leave the random stream as it was without them.
     """
     x = batch.images
     bsz, _, s, s2 = x.shape
@@ -674,6 +681,48 @@ def augment_batch(batch: Batch, generator: torch.Generator) -> Batch:
     shift = -0.05 + 0.1 * u[:, 5]
     sigma = 0.03 * u[:, 6]
     noise = torch.randn(img.shape, device=dev, generator=generator)
+    sizes = batch.size_bounds
+    if rotate > 0 or zoom > 0:
+        a = torch.rand((bsz, 2), device=dev, generator=generator) * 2 - 1
+        angle = torch.deg2rad(a[:, 0] * rotate)
+        factor = 1 + a[:, 1] * zoom
+        img, maps[1], maps[2], cen = _rotate_zoom(img, maps[1], maps[2], cen, angle, factor)
+        sizes = sizes * (factor**2).view(-1, 1, 1)
     view = (-1, 1, 1, 1)
     img = img.clamp_min(0).pow(gamma.view(view)) * scale.view(view) + shift.view(view) + sigma.view(view) * noise
-    return Batch(img, maps[1], maps[2], batch.size_bounds, cen, batch.index)
+    return Batch(img, maps[1], maps[2], sizes, cen, batch.index)
+
+
+def _rotate_zoom(
+    img: Tensor, scribbles: Tensor | None, labels: Tensor | None, cen: Tensor, angle: Tensor, factor: Tensor
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+    """Pixel (r, c) goes to ``factor · R(angle) · ((r, c) − centre) + centre``, per image."""
+    bsz, _, h, w = img.shape
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # grid_sample wants, for every output pixel, where to read: the inverse map R(−angle) / factor,
+    # written in its normalised (x = column, y = row) coordinates, where a row step is 2/h, a column 2/w.
+    theta = torch.zeros((bsz, 2, 3), device=img.device, dtype=img.dtype)
+    theta[:, 0, 0] = cos / factor
+    theta[:, 0, 1] = -sin / factor * (h / w)
+    theta[:, 1, 0] = sin / factor * (w / h)
+    theta[:, 1, 1] = cos / factor
+    grid = F.affine_grid(theta, [bsz, 1, h, w], align_corners=False)
+
+    def nearest(m: Tensor | None) -> Tensor | None:
+        if m is None:
+            return None
+        out = F.grid_sample(m[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        return out[:, 0].round().to(m.dtype)
+
+    img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    centre = torch.tensor([(h - 1) / 2, (w - 1) / 2], device=cen.device, dtype=cen.dtype)
+    rows, cols = cen[..., 0, :], cen[..., 1, :]  # (B, K, 2): lo, hi
+    corner_r = torch.stack([rows[..., 0], rows[..., 0], rows[..., 1], rows[..., 1]], -1) - centre[0]
+    corner_c = torch.stack([cols[..., 0], cols[..., 1], cols[..., 0], cols[..., 1]], -1) - centre[1]
+    f, c_, s_ = factor.view(-1, 1, 1), cos.view(-1, 1, 1), sin.view(-1, 1, 1)
+    new_r = f * (c_ * corner_r - s_ * corner_c) + centre[0]
+    new_c = f * (s_ * corner_r + c_ * corner_c) + centre[1]
+    box = torch.stack(
+        [torch.stack([new_r.amin(-1), new_r.amax(-1)], -1), torch.stack([new_c.amin(-1), new_c.amax(-1)], -1)], -2
+    )
+    return img, nearest(scribbles), nearest(labels), box

@@ -471,7 +471,7 @@ def train(
     try:
         while state.step < stop_at:
             model.train()
-            batch = slices.batch(config.batch_size, augment=config.augment)
+            batch = slices.batch(config.batch_size, augment=config.augment, rotate=config.rotate, zoom=config.zoom)
             x = batch.images
             if amp:
                 x = x.contiguous(memory_format=torch.channels_last)

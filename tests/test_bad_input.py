@@ -241,6 +241,7 @@ CLI_ROWS: dict[str, tuple[Callable[[Case], list[str]], tuple[str, ...]]] = {
         lambda c: c.train("--cardiac-sizes", "--classes", "bg,a,b,c"),
         ("classes named RV, myocardium or LV", "the classes are bg, a, b, c"),
     ),
+    "rotation-beyond-half-turn": (lambda c: c.train("--rotate", "270"), ("rotate must be in [0, 180]", "270")),
     "network-below-minimum": (lambda c: c.train("--net-size", "8", "--depth", "4"), ("size must be", "[16, 4096]")),
     "checkpoint-other-class-count": (
         lambda c: c.train("--resume", c.model(("background", "target"))),

@@ -251,6 +251,10 @@ def test_train_predict_evaluate_round_trip(
         "3",
         "--absence-weight",
         "0.5",
+        "--rotate",
+        "15",
+        "--zoom",
+        "0.1",
         "--out",
         model,
         *TINY,
@@ -260,6 +264,7 @@ def test_train_predict_evaluate_round_trip(
     saved = load_checkpoint(model)
     assert saved.config.compile is True and saved.config.penalty_warmup == 3
     assert saved.config.absence_weight == 0.5
+    assert (saved.config.rotate, saved.config.zoom) == (15.0, 0.1)
     assert (saved.config.size_weight, saved.config.centroid_weight) == (1.0, 100.0)  # the log-barrier's
     assert saved.class_names == ("background", "RV", "myocardium", "LV")
     assert saved.priors[3].size == pytest.approx((50 / (1.25 * 1.5), 1500 / (1.25 * 1.5)))  # mm² → px

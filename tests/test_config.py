@@ -30,6 +30,8 @@ from napari_wss.errors import InputError
         ({"mode": "priors", "penalty": "none"}, "needs a penalty"),
         ({"width": 1}, "width must be an integer in"),
         ({"amp": 1}, "amp must be true or false"),
+        ({"rotate": -5.0}, r"rotate must be in \[0, 180\]"),
+        ({"zoom": 0.6}, r"zoom must be in \[0, 0.5\]"),
     ],
 )
 def test_train_config_rejects(changes: dict, message: str) -> None:

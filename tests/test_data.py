@@ -215,6 +215,54 @@ def test_augmentation_moves_centroid_boxes_with_pixels(seed: int) -> None:
     assert offset.shape == after.shape
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_rotation_and_zoom_move_everything_together(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    b, s = 8, 48
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+    labels = torch.zeros(b, s, s, dtype=torch.long)
+    for i in range(b):  # discs that stay inside the frame under any turn and a 1.2x zoom
+        cy, cx = (torch.randint(-8, 9, (2,), generator=g) + (s - 1) / 2).tolist()
+        r = 5 + 3 * torch.rand(1, generator=g).item()
+        labels[i][(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+    onehot = torch.stack([1.0 - labels, labels.float()], 1)
+    cen = soft_centroid(onehot)
+    boxes = torch.stack([cen - torch.tensor([1.0, 2.0]), cen + torch.tensor([0.5, 3.0])], -1)
+    area = labels.sum((1, 2)).float()
+    sizes = torch.stack([torch.full((b, 2), float("nan")), torch.stack([0.9 * area, 1.1 * area], -1)], 1)
+    batch = Batch(labels[:, None].float(), (labels + 1).to(torch.uint8), labels, sizes, boxes, torch.arange(b))
+    out = augment_batch(batch, torch.Generator().manual_seed(seed), rotate=45.0, zoom=0.2)
+    assert out.labels is not None and out.scribbles is not None
+    assert out.scribbles.dtype == torch.uint8 and out.labels.dtype == torch.long
+    # Pixels brought in from outside are unannotated; elsewhere scribbles and labels still agree.
+    inside = out.scribbles > 0
+    assert torch.equal(out.scribbles.long()[inside] - 1, out.labels[inside]) and not out.labels[~inside].any()
+    assert (~inside).any()  # the corners came from outside on some image
+    # The image moved with its labels.
+    fg = out.images[:, 0] > 0.5
+    dice = 2 * (fg & (out.labels == 1)).sum((1, 2)) / (fg.sum((1, 2)) + out.labels.sum((1, 2)))
+    assert torch.all(dice > 0.9)
+    # Size bounds scaled with the area: the new area sits where the old one sat between them.
+    new_area = out.labels.sum((1, 2)).float()
+    factor2 = out.size_bounds[:, 1, 0] / (0.9 * area)
+    assert torch.allclose(out.size_bounds[:, 1, 1] / (1.1 * area), factor2)
+    assert torch.all(out.size_bounds[:, 0].isnan()) and not torch.allclose(factor2, torch.ones(b))
+    assert torch.allclose(new_area, factor2 * area, rtol=0.12)
+    # The centroid stays inside its (transformed) box.
+    after = soft_centroid(torch.stack([1.0 - out.labels, out.labels.float()], 1))[:, 1]
+    lo, hi = out.centroid_bounds[:, 1, :, 0], out.centroid_bounds[:, 1, :, 1]
+    assert torch.all(lo <= after + 0.5) and torch.all(after <= hi + 0.5)
+
+
+def test_rotation_off_keeps_the_random_stream() -> None:
+    batch = _blob_batch(0)
+    plain = augment_batch(batch, torch.Generator().manual_seed(3))
+    zero = augment_batch(batch, torch.Generator().manual_seed(3), rotate=0.0, zoom=0.0)
+    turned = augment_batch(batch, torch.Generator().manual_seed(3), rotate=30.0)
+    assert torch.equal(plain.images, zero.images) and torch.equal(plain.centroid_bounds, zero.centroid_bounds)
+    assert not torch.equal(plain.images, turned.images)
+
+
 def test_device_slices_epochs_and_shards() -> None:
     rng = np.random.default_rng(0)
     ds, _ = prepare_volume(rng.normal(size=(10, 8, 8)), num_classes=2, size=8)

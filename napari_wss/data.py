@@ -636,8 +636,9 @@ def augment_batch(batch: Batch, generator: torch.Generator, *, rotate: float = 0
     """Random flips, 90° rotations and intensity jitter, each image its own draw.
 
     Geometric transforms move the pixels of images, scribbles and labels together and map the
-    centroid boxes with them (sizes are unchanged). Intensity: a gamma in [0.7, 1.4], a contrast
-    scale in [0.9, 1.1], a shift in [−0.05, 0.05] and Gaussian noise with σ in [0, 0.03].
+    centroid boxes with them (flips and quarter turns leave the sizes unchanged). Intensity: a
+    gamma in [0.7, 1.4], a contrast scale in [0.9, 1.1], a shift in [−0.05, 0.05] and Gaussian
+    noise with σ in [0, 0.03].
     torchvision is not used: no build of it imports beside the CPU torch wheel we install.
 
     ``rotate`` (degrees) and ``zoom`` (a fraction) add a rotation by an angle drawn from
@@ -712,16 +713,15 @@ def _rotate_zoom(
         if m is None:
             return None
         out = F.grid_sample(m[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-        return out[:, 0].round().to(m.dtype)
+        return out[:, 0].to(m.dtype)  # nearest sampling returns the stored whole numbers
 
     img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     centre = torch.tensor([(h - 1) / 2, (w - 1) / 2], device=cen.device, dtype=cen.dtype)
-    rows, cols = cen[..., 0, :], cen[..., 1, :]  # (B, K, 2): lo, hi
-    corner_r = torch.stack([rows[..., 0], rows[..., 0], rows[..., 1], rows[..., 1]], -1) - centre[0]
-    corner_c = torch.stack([cols[..., 0], cols[..., 1], cols[..., 0], cols[..., 1]], -1) - centre[1]
-    f, c_, s_ = factor.view(-1, 1, 1), cos.view(-1, 1, 1), sin.view(-1, 1, 1)
-    new_r = f * (c_ * corner_r - s_ * corner_c) + centre[0]
-    new_c = f * (s_ * corner_r + c_ * corner_c) + centre[1]
+    dr = cen[..., 0, :, None] - centre[0]  # (B, K, 2, 1): the box's rows lo, hi
+    dc = cen[..., 1, None, :] - centre[1]  # (B, K, 1, 2): its columns; together the four corners
+    f, c_, s_ = factor.view(-1, 1, 1, 1), cos.view(-1, 1, 1, 1), sin.view(-1, 1, 1, 1)
+    new_r = (f * (c_ * dr - s_ * dc)).flatten(-2) + centre[0]
+    new_c = (f * (s_ * dr + c_ * dc)).flatten(-2) + centre[1]
     box = torch.stack(
         [torch.stack([new_r.amin(-1), new_r.amax(-1)], -1), torch.stack([new_c.amin(-1), new_c.amax(-1)], -1)], -2
     )

@@ -7,6 +7,8 @@ Priors are what a user could state without the test masks (see acdc_pack.py).
 
     python benchmarks/acdc_quality.py --folds 1 --rows full,partial --size 128 --width 16 --steps 600
     python benchmarks/acdc_quality.py --folds 1,2,3,4,5 --device cuda --batch 32 --steps 1500
+    python benchmarks/acdc_quality.py --folds 5 --rows size+centroid-quad --size 128 --width 16 --batch 8 \
+        --steps 1200 --penalty-warmup 150 --second-press 600 --pseudo none,0.9,0.6   # self-training rows
 
 Prints one JSON line per (row, fold) and a table; --out appends the JSON lines to a file.
 """
@@ -14,6 +16,7 @@ Prints one JSON line per (row, fold) and a table; --out appends the JSON lines t
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 import warnings
@@ -43,6 +46,7 @@ from acdc_pack import (
 from napari_wss.config import PENALTY_WEIGHTS, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels
 from napari_wss.postprocess import fill_lv_hull
+from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
 from napari_wss.training import train
 
 # name: (TrainConfig changes, priors used)
@@ -81,24 +85,16 @@ def bounds_for(pack: Pack, slices: np.ndarray, priors: str, train_vols: np.ndarr
     return user_bounds(pack, slices, ranges, margins)
 
 
-def run_one(
-    pack: Pack, fold: int, name: str, base: TrainConfig, pool: ProcessPoolExecutor | None, crf_weight: float = 0.0
-) -> dict:
-    train_vols, test_vols = pack.fold_volumes(fold)
-    slices = pack.slices_of(train_vols)
-    cfg, priors = row_config(name, base, crf_weight)
-    sizes, cents = bounds_for(pack, slices, priors, train_vols)
-    data = dataset(pack, slices, sizes, cents)
-    start = time.perf_counter()
-    gen = train(data, cfg, class_names=NAMES)
-    state = None
+def _train(data, cfg: TrainConfig, state=None):
+    gen = train(data, cfg, class_names=NAMES, state=state)
     try:
         while True:
             next(gen)
     except StopIteration as stop:
-        state = stop.value
-    train_s = time.perf_counter() - start
-    model = state.model.to(torch.device("cuda" if cfg.device.startswith("cuda") else "cpu"))
+        return stop.value
+
+
+def _score(model: torch.nn.Module, pack: Pack, test_vols: np.ndarray, pool: ProcessPoolExecutor | None) -> dict:
     preds = predict_test_volumes(model, pack, test_vols)
     dice, hd = score_all(preds, pack, test_vols, pool)
     kept = largest_components(preds)
@@ -110,7 +106,7 @@ def run_one(
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (a class never predicted)
         pos = np.nanmean(np.stack([b[0] for b in by_position]), axis=0)
         outside_fp = np.nanmean([b[1] for b in by_position])
-        summary = {
+        return {
             "dice": np.nanmean(dice, axis=0).round(4).tolist(),
             "dice_mean": round(float(np.nanmean(dice)), 4),
             "hd95": np.nanmean(hd, axis=0).round(2).tolist(),
@@ -124,14 +120,17 @@ def run_one(
             "hull_dice_mean": round(float(np.nanmean(dice_hull)), 4),
             # LV / RV EDV and EF, myocardial mass of the cut predictions against the expert's
             "lcc_clinical": clinical_agreement(kept, pack, test_vols),
+            # mean 2D Dice of RV, Myo, LV per third of the heart, and false-positive slices outside it
+            "slice_dice_by_position": {p: pos[i].round(4).tolist() for i, p in enumerate(POSITIONS)},
+            "outside_fp_slices": round(float(outside_fp), 4),
         }
+
+
+def _record(name: str, fold: int, summary: dict, cfg: TrainConfig, train_s: float, n_test: int) -> dict:
     return {
         "row": name,
         "fold": fold,
         **summary,
-        # mean 2D Dice of RV, Myo, LV per third of the heart, and false-positive slices outside it
-        "slice_dice_by_position": {p: pos[i].round(4).tolist() for i, p in enumerate(POSITIONS)},
-        "outside_fp_slices": round(float(outside_fp), 4),
         "train_s": round(train_s, 1),
         "steps": cfg.steps,
         "penalty_warmup": cfg.penalty_warmup,
@@ -143,8 +142,67 @@ def run_one(
         "size": cfg.size,
         "width": cfg.width,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() and cfg.device != "cpu" else "cpu",
-        "test_volumes": len(test_vols),
+        "test_volumes": n_test,
     }
+
+
+def run_one(
+    pack: Pack,
+    fold: int,
+    name: str,
+    base: TrainConfig,
+    pool: ProcessPoolExecutor | None,
+    crf_weight: float = 0.0,
+    second_press: int = 0,
+    pseudo: tuple[float | None, ...] = (),
+) -> list[dict]:
+    """The row's record, then one per ``pseudo`` entry: the same model trained ``second_press``
+    more steps, on its own confident predictions as strokes (a confidence) or as it was (None)."""
+    train_vols, test_vols = pack.fold_volumes(fold)
+    slices = pack.slices_of(train_vols)
+    cfg, priors = row_config(name, base, crf_weight)
+    sizes, cents = bounds_for(pack, slices, priors, train_vols)
+    data = dataset(pack, slices, sizes, cents)
+    device = torch.device("cuda" if cfg.device.startswith("cuda") else "cpu")
+    start = time.perf_counter()
+    state = _train(data, cfg)
+    train_s = time.perf_counter() - start
+    records = [_record(name, fold, _score(state.model.to(device), pack, test_vols, pool), cfg, train_s, len(test_vols))]
+    for confidence in pseudo:
+        second = copy.deepcopy(state)
+        press = cfg.with_(steps=second_press)
+        start = time.perf_counter()
+        again = data
+        if confidence is not None:
+            strokes = pseudo_strokes(second.model.to(device), data, confidence=confidence)
+            again = with_pseudo_strokes(data, strokes)
+            painted = float((strokes > 0).mean())
+        state2 = _train(again, press, state=second)
+        label = f"{name}+{second_press}" + ("" if confidence is None else f" self-trained@{confidence:g}")
+        rec = _record(
+            label,
+            fold,
+            _score(state2.model.to(device), pack, test_vols, pool),
+            press,
+            time.perf_counter() - start,
+            len(test_vols),
+        )
+        rec["first_press_steps"] = cfg.steps
+        if confidence is not None:
+            rec["painted_share"] = round(painted, 4)
+            rec["pseudo_dice_on_train"] = _train_dice(strokes, data)
+        records.append(rec)
+    return records
+
+
+def _train_dice(strokes: np.ndarray, data) -> list[float]:
+    """Dice of the painted pseudo-labels against the training slices' expert masks, per class
+    (unpainted pixels count as misses): how good the second round's supervision is."""
+    out = []
+    for c in range(1, K):
+        a, b = strokes == c + 1, data.labels == c
+        out.append(round(float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1)), 4))
+    return out
 
 
 def table(results: list[dict]) -> str:
@@ -191,6 +249,15 @@ def main() -> None:
     )
     ap.add_argument("--rotate", type=float, default=0.0, help="augmentation: turn slices by up to ± this (degrees)")
     ap.add_argument("--zoom", type=float, default=0.0, help="augmentation: scale slices by 1 ± up to this")
+    ap.add_argument(
+        "--second-press", type=int, default=0, help="train each row's model this many more steps (see --pseudo)"
+    )
+    ap.add_argument(
+        "--pseudo",
+        default="none,0.9",
+        help="second-press variants: 'none' continues on the scribbles, a number self-trains on the model's "
+        "predictions painted where at least that confident",
+    )
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
@@ -225,14 +292,16 @@ def main() -> None:
                 print(json.dumps({"skipped": name, "fold": fold, "seconds_left": round(left)}), flush=True)
                 continue
         t0 = time.time()
-        r = run_one(pack, fold, name, base, pool, args.crf_weight)
-        r["wall_s"] = round(time.time() - t0, 1)
-        results.append(r)
-        line = json.dumps(r)
-        print(line, flush=True)
-        if args.out:
-            with args.out.open("a") as fh:
-                fh.write(line + "\n")
+        pseudo = tuple(None if p == "none" else float(p) for p in args.pseudo.split(",")) if args.second_press else ()
+        rs = run_one(pack, fold, name, base, pool, args.crf_weight, args.second_press, pseudo)
+        for r in rs:
+            r["wall_s"] = round(time.time() - t0, 1)
+            results.append(r)
+            line = json.dumps(r)
+            print(line, flush=True)
+            if args.out:
+                with args.out.open("a") as fh:
+                    fh.write(line + "\n")
     print(table(results))
 
 

@@ -54,6 +54,7 @@ from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume, stroke_boxes
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
 from napari_wss.postprocess import clear_absent, fill_lv_hull, keep_largest_component
+from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
 
 SHORT = ("RV", "myo", "LV")  # the per-class columns
@@ -282,6 +283,36 @@ def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, box
     }
 
 
+def second_press(
+    state, geom, image, scribbles, gt, spacing, ranges_mm2, boxes, cfg, crop_margin, oracle, steps, confidence
+):  # type: ignore[no-untyped-def]
+    """After the press, a second press of ``steps`` on a copy of the model: on the same strokes
+    (``again_`` columns), and on its own confident predictions as strokes (``self_``; see
+    :mod:`napari_wss.pseudolabel`). Each is scored as Predict volume's output (``held``)."""
+    truth = None if oracle is None else (gt, oracle)
+    data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin, truth)
+    cols: dict[str, float] = {}
+    for prefix in ("again_", "self_"):
+        model_state = copy.deepcopy(state)
+        device = next(model_state.model.parameters()).device
+        t0 = time.perf_counter()
+        supervised = data
+        if prefix == "self_":
+            strokes = pseudo_strokes(model_state.model, data, confidence=confidence)
+            supervised = with_pseudo_strokes(data, strokes)
+            cols["self_painted_share"] = round(float((strokes > 0).mean()), 3)
+        for _ in train(supervised, replace(cfg, steps=steps), state=model_state):
+            pass
+        cols[f"{prefix}train_s"] = round(time.perf_counter() - t0, 1)
+        pred = predict_volume(model_state, image, geometry=geom, device=device)
+        held = fill_lv_hull(keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles), NAMES)
+        cols[f"{prefix}held"] = round(float(np.nanmean(score_volume(held, gt, K, spacing).dice[1:])), 4)
+        cols.update(
+            rounded({k: x for k, x in class_columns(held, gt, spacing, prefix).items() if not k.endswith("_mL")})
+        )
+    return cols
+
+
 def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, object]]:  # type: ignore[type-arg]
     """LV / RV end-diastolic volume and ejection fraction and the myocardial mass from Predict
     volume's output against the expert's (bias, SD, 95 % limits, MAE, r), per source: ``press``
@@ -383,6 +414,17 @@ def main() -> None:
         help="widen each stroke box to at least +- FRAC of the trained region's side (0 = the stroke box as it is)",
     )
     ap.add_argument("--crf-weight", type=float, default=0.0)
+    ap.add_argument(
+        "--second-press",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="after the press, STEPS more on the same strokes (again_ columns) and, from the same model, on its "
+        "own confident predictions as strokes (self_ columns)",
+    )
+    ap.add_argument(
+        "--pseudo-confidence", type=float, default=0.9, help="with --second-press: the self_ press's threshold"
+    )
     ap.add_argument("--entropy-weight", type=float, default=0.0)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument(
@@ -550,6 +592,12 @@ def main() -> None:
         if args.predict_other_frame:
             other = next(u for u in range(len(pack.patients)) if pack.patients[u] == pack.patients[v] and u != v)
             info.update(other_frame(state, geom, scribbles, load(other)))
+        if args.second_press:
+            info.update(
+                second_press(
+                    state, geom, *volume, args.crop_margin, args.oracle_sizes, args.second_press, args.pseudo_confidence
+                )
+            )
         if args.corrections:
             info.update(correction_round(state, geom, *volume, args.crop_margin, args.oracle_sizes))
         last = max(dice_at)

@@ -155,6 +155,7 @@ def run_one(
     crf_weight: float = 0.0,
     second_press: int = 0,
     pseudo: tuple[float | None, ...] = (),
+    band: int | None = None,
 ) -> list[dict]:
     """The row's record, then one per ``pseudo`` entry: the same model trained ``second_press``
     more steps, on its own confident predictions as strokes (a confidence) or as it was (None)."""
@@ -174,11 +175,13 @@ def run_one(
         start = time.perf_counter()
         again = data
         if confidence is not None:
-            strokes = pseudo_strokes(second.model.to(device), data, confidence=confidence)
+            strokes = pseudo_strokes(second.model.to(device), data, confidence=confidence, band=band)
             again = with_pseudo_strokes(data, strokes)
             painted = float((strokes > 0).mean())
         state2 = _train(again, press, state=second)
-        label = f"{name}+{second_press}" + ("" if confidence is None else f" self-trained@{confidence:g}")
+        label = f"{name}+{second_press}"
+        if confidence is not None:
+            label += f" self-trained@{confidence:g}" + ("" if band is None else f" band {band}")
         rec = _record(
             label,
             fold,
@@ -190,6 +193,7 @@ def run_one(
         rec["first_press_steps"] = cfg.steps
         if confidence is not None:
             rec["painted_share"] = round(painted, 4)
+            rec["pseudo_band"] = band
             rec["pseudo_dice_on_train"] = _train_dice(strokes, data)
         records.append(rec)
     return records
@@ -258,6 +262,12 @@ def main() -> None:
         help="second-press variants: 'none' continues on the scribbles, a number self-trains on the model's "
         "predictions painted where at least that confident",
     )
+    ap.add_argument(
+        "--pseudo-band",
+        type=int,
+        default=None,
+        help="self-training: paint background only within this many network pixels of the predicted structures",
+    )
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
@@ -293,7 +303,7 @@ def main() -> None:
                 continue
         t0 = time.time()
         pseudo = tuple(None if p == "none" else float(p) for p in args.pseudo.split(",")) if args.second_press else ()
-        rs = run_one(pack, fold, name, base, pool, args.crf_weight, args.second_press, pseudo)
+        rs = run_one(pack, fold, name, base, pool, args.crf_weight, args.second_press, pseudo, args.pseudo_band)
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)
             results.append(r)

@@ -103,6 +103,23 @@ def test_slice_order_not_row_order_connects_slices() -> None:
     assert (strokes[1, 10:12, 10:12] == 1).all()
 
 
+def test_band_paints_background_only_near_the_structures() -> None:
+    """With ``band`` 2, volume 0's slice 0 keeps background strokes within 2 px of its block
+    (rows 2-7, cols 2-7) and none beyond; a slice without any structure gets only the user's strokes."""
+    data = _data()
+    data.images[4] = 0.0  # volume 1's middle slice: no structure at all
+    data.scribbles[4, 8, 8] = 1  # one background stroke there
+    strokes = pseudo_strokes(_ReadsClasses(), data, confidence=0.9, band=2, amp=False)
+    s0 = strokes[0]
+    assert (s0[2:8, 2:8] == 2).all()
+    assert s0[9, 5] == 1 and s0[5, 0] == 1  # 2 px below / left of the block: painted background
+    assert s0[10, 5] == 0 and s0[15, 15] == 0  # 3 px below, and far away: left unpainted
+    assert s0[4, 3] == 2  # the user's stroke stays
+    assert (strokes[4] > 0).sum() == 1 and strokes[4, 8, 8] == 1
+    with pytest.raises(InputError, match="band must be"):
+        pseudo_strokes(_ReadsClasses(), data, band=-1)
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_confidence_out_of_range_is_refused(bad: float) -> None:
     with pytest.raises(InputError, match="confidence must be in"):

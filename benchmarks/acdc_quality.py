@@ -156,6 +156,7 @@ def run_one(
     second_press: int = 0,
     pseudo: tuple[float | None, ...] = (),
     band: int | None = None,
+    second_lr: float = 0.0,
 ) -> list[dict]:
     """The row's record, then one per ``pseudo`` entry: the same model trained ``second_press``
     more steps, on its own confident predictions as strokes (a confidence) or as it was (None)."""
@@ -171,7 +172,7 @@ def run_one(
     records = [_record(name, fold, _score(state.model.to(device), pack, test_vols, pool), cfg, train_s, len(test_vols))]
     for confidence in pseudo:
         second = copy.deepcopy(state)
-        press = cfg.with_(steps=second_press)
+        press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr)
         start = time.perf_counter()
         again = data
         if confidence is not None:
@@ -179,7 +180,7 @@ def run_one(
             again = with_pseudo_strokes(data, strokes)
             painted = float((strokes > 0).mean())
         state2 = _train(again, press, state=second)
-        label = f"{name}+{second_press}"
+        label = f"{name}+{second_press}" + (f" lr {second_lr:g}" if second_lr else "")
         if confidence is not None:
             label += f" self-trained@{confidence:g}" + ("" if band is None else f" band {band}")
         rec = _record(
@@ -191,6 +192,7 @@ def run_one(
             len(test_vols),
         )
         rec["first_press_steps"] = cfg.steps
+        rec["second_lr"] = press.lr
         if confidence is not None:
             rec["painted_share"] = round(painted, 4)
             rec["pseudo_band"] = band
@@ -262,6 +264,7 @@ def main() -> None:
         help="second-press variants: 'none' continues on the scribbles, a number self-trains on the model's "
         "predictions painted where at least that confident",
     )
+    ap.add_argument("--second-lr", type=float, default=0.0, help="the second press's peak learning rate (0 = --lr)")
     ap.add_argument(
         "--pseudo-band",
         type=int,
@@ -303,7 +306,9 @@ def main() -> None:
                 continue
         t0 = time.time()
         pseudo = tuple(None if p == "none" else float(p) for p in args.pseudo.split(",")) if args.second_press else ()
-        rs = run_one(pack, fold, name, base, pool, args.crf_weight, args.second_press, pseudo, args.pseudo_band)
+        rs = run_one(
+            pack, fold, name, base, pool, args.crf_weight, args.second_press, pseudo, args.pseudo_band, args.second_lr
+        )
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)
             results.append(r)

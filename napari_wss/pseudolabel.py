@@ -16,7 +16,8 @@ they were confident, and wrong.
 Measured on ACDC (README, "Self-training"): at CPU budgets, painting every confident pixel cost
 the cohort rows 0.05–0.12 mean Dice against continuing on the scribbles (the RV shrank); with the
 background painted only near the structures (``band``) it gained 0.016 on that continuation but
-stayed below the model it started from, and the one-volume press moved by +0.001 (median). So the
+stayed below the model it started from, and with a gentle second learning rate it ended 0.016
+below the plain continuation; the one-volume press moved by +0.001 (median). So the
 widget and the CLI do not use it; benchmarks call it.
 
 Core module: numpy, torch and scipy only (no Qt, no napari).

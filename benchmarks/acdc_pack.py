@@ -14,6 +14,7 @@ training folds (never the test masks) and from the scribbles themselves:
 
 from __future__ import annotations
 
+import argparse
 import io
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -81,6 +82,12 @@ class Pack:
             self.phases,
             self.gt,
         )
+
+
+def add_augmentation_args(ap: argparse.ArgumentParser) -> None:
+    """``--rotate`` / ``--zoom``, the augmentation beyond flips and quarter turns (off by default)."""
+    ap.add_argument("--rotate", type=float, default=0.0, help="augmentation: turn slices by up to ± this (degrees)")
+    ap.add_argument("--zoom", type=float, default=0.0, help="augmentation: scale slices by 1 ± up to this")
 
 
 def load_pack(path: Path = DEFAULT_PACK) -> Pack:

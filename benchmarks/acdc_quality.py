@@ -31,6 +31,7 @@ from acdc_pack import (
     POSITIONS,
     K,
     Pack,
+    add_augmentation_args,
     area_ranges_mm2,
     centroid_margins,
     clinical_agreement,
@@ -170,9 +171,9 @@ def run_one(
     state = _train(data, cfg)
     train_s = time.perf_counter() - start
     records = [_record(name, fold, _score(state.model.to(device), pack, test_vols, pool), cfg, train_s, len(test_vols))]
+    press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr)
     for confidence in pseudo:
         second = copy.deepcopy(state)
-        press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr)
         start = time.perf_counter()
         again = data
         if confidence is not None:
@@ -253,8 +254,7 @@ def main() -> None:
         default=TrainConfig.absence_weight,
         help="the absence term's weight (default TrainConfig's, 0 = absence as a size bound of 0; the widget uses 0.3)",
     )
-    ap.add_argument("--rotate", type=float, default=0.0, help="augmentation: turn slices by up to ± this (degrees)")
-    ap.add_argument("--zoom", type=float, default=0.0, help="augmentation: scale slices by 1 ± up to this")
+    add_augmentation_args(ap)
     ap.add_argument(
         "--second-press", type=int, default=0, help="train each row's model this many more steps (see --pseudo)"
     )

@@ -48,7 +48,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from acdc_pack import CLINICAL_INDICES, DEFAULT_PACK, NAMES, K, area_ranges_mm2, centroid_margins, load_pack
+from acdc_pack import (
+    CLINICAL_INDICES,
+    DEFAULT_PACK,
+    NAMES,
+    K,
+    add_augmentation_args,
+    area_ranges_mm2,
+    centroid_margins,
+    load_pack,
+)
 
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume, stroke_boxes
@@ -112,6 +121,12 @@ def step_rate(data, cfg, seconds: float = 3.0) -> tuple[float, float]:  # type: 
     return first, n / (time.perf_counter() - t1)
 
 
+def held(pred: np.ndarray, absent: np.ndarray, scribbles: np.ndarray) -> np.ndarray:
+    """Predict volume's output with the widget's defaults: the classes the strokes mark absent
+    cleared, each class cut to the objects its strokes touch, the LV cavity made convex."""
+    return fill_lv_hull(keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles), NAMES)
+
+
 def run_volume(  # type: ignore[no-untyped-def]
     image,
     scribbles,
@@ -153,7 +168,7 @@ def run_volume(  # type: ignore[no-untyped-def]
         # the LV cavity as its convex hull, taking back the myocardium inside it (papillary muscles)
         variants["hull"] = fill_lv_hull(variants["marked"], NAMES)
         # and the classes the strokes mark absent cleared from those slices first (``held``)
-        variants["held"] = fill_lv_hull(keep_largest_component(variants["absent"], K, scribbles=scribbles), NAMES)
+        variants["held"] = held(pred, absent, scribbles)
         out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
         return (
             out
@@ -181,7 +196,7 @@ def run_volume(  # type: ignore[no-untyped-def]
     if remaining:  # the run's steps ended before the last budget: the final model counts for the rest
         final = score()
         dice_at.update({b: final for b in remaining})
-    return first_preview, dice_at, {"steps": state.step, "train_s": round(done, 1)}, (state, geom)
+    return first_preview, dice_at, {"steps": state.step, "train_s": round(done, 1)}, (state, geom, data, absent)
 
 
 def rounded(cols: dict[str, float]) -> dict[str, float]:
@@ -283,18 +298,14 @@ def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, box
     }
 
 
-def second_press(
-    state, geom, image, scribbles, gt, spacing, ranges_mm2, boxes, cfg, crop_margin, oracle, steps, confidence
-):  # type: ignore[no-untyped-def]
-    """After the press, a second press of ``steps`` on a copy of the model: on the same strokes
-    (``again_`` columns), and on its own confident predictions as strokes (``self_``; see
-    :mod:`napari_wss.pseudolabel`). Each is scored as Predict volume's output (``held``)."""
-    truth = None if oracle is None else (gt, oracle)
-    data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin, truth)
+def second_press(state, geom, data, absent, image, scribbles, gt, spacing, cfg, steps, confidence):  # type: ignore[no-untyped-def]
+    """After the press, a second press of ``steps`` on a copy of the model, on the press's own
+    slices (``data``): on the same strokes (``again_`` columns), and on its own confident
+    predictions as strokes (``self_``; see :mod:`napari_wss.pseudolabel`). Each is scored as
+    Predict volume's output (:func:`held`)."""
     cols: dict[str, float] = {}
     for prefix in ("again_", "self_"):
         model_state = copy.deepcopy(state)
-        device = next(model_state.model.parameters()).device
         t0 = time.perf_counter()
         supervised = data
         if prefix == "self_":
@@ -304,12 +315,11 @@ def second_press(
         for _ in train(supervised, replace(cfg, steps=steps), state=model_state):
             pass
         cols[f"{prefix}train_s"] = round(time.perf_counter() - t0, 1)
-        pred = predict_volume(model_state, image, geometry=geom, device=device)
-        held = fill_lv_hull(keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles), NAMES)
-        cols[f"{prefix}held"] = round(float(np.nanmean(score_volume(held, gt, K, spacing).dice[1:])), 4)
-        cols.update(
-            rounded({k: x for k, x in class_columns(held, gt, spacing, prefix).items() if not k.endswith("_mL")})
-        )
+        pred = predict_volume(model_state, image, geometry=geom, device=next(model_state.model.parameters()).device)
+        out = held(pred, absent, scribbles)
+        cols[f"{prefix}held"] = round(float(np.nanmean(score_volume(out, gt, K, spacing).dice[1:])), 4)
+        per_class = class_columns(out, gt, spacing, prefix)
+        cols.update(rounded({k: x for k, x in per_class.items() if not k.endswith("_mL")}))
     return cols
 
 
@@ -336,9 +346,9 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
             measured.setdefault("press", {})[p] = cardiac_indices(ml(r, press), ml(es[p], press), NAMES)
             hull = "hull_" + press  # the same output with the LV cavity made convex (the widget's default)
             measured.setdefault("press, convex LV", {})[p] = cardiac_indices(ml(r, hull), ml(es[p], hull), NAMES)
-            held = "held_" + press  # and the classes the strokes mark absent cleared from their slices
+            cleared = "held_" + press  # and the classes the strokes mark absent cleared from their slices
             measured.setdefault("press, convex LV, absent cleared", {})[p] = cardiac_indices(
-                ml(r, held), ml(es[p], held), NAMES
+                ml(r, cleared), ml(es[p], cleared), NAMES
             )
             if "fix_RV_mL" in r:
                 fixed = cardiac_indices(ml(r, "fix_{}_mL"), ml(es[p], "fix_{}_mL"), NAMES)
@@ -474,8 +484,7 @@ def main() -> None:
         help="first run the plugin's background warm-up (one throw-away step; not on the clock)",
     )
     ap.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity jitter")
-    ap.add_argument("--rotate", type=float, default=0.0, help="augmentation: turn slices by up to ± this (degrees)")
-    ap.add_argument("--zoom", type=float, default=0.0, help="augmentation: scale slices by 1 ± up to this")
+    add_augmentation_args(ap)
     ap.add_argument(
         "--no-bn-calibration",
         action="store_true",
@@ -571,7 +580,7 @@ def main() -> None:
             scribbles = background_loop(scribbles, gt, spacing, args.background_loop)
         volume = (image, scribbles, gt, spacing, ranges, boxes, cfg)
         start_from = ed_models.get(pack.patients[v]) if pack.phases[v] == "ES" else None
-        first, dice_at, info, (state, geom) = run_volume(
+        first, dice_at, info, (state, geom, data, absent) = run_volume(
             *volume,
             budgets,
             args.crop_margin,
@@ -595,7 +604,17 @@ def main() -> None:
         if args.second_press:
             info.update(
                 second_press(
-                    state, geom, *volume, args.crop_margin, args.oracle_sizes, args.second_press, args.pseudo_confidence
+                    state,
+                    geom,
+                    data,
+                    absent,
+                    image,
+                    scribbles,
+                    gt,
+                    spacing,
+                    cfg,
+                    args.second_press,
+                    args.pseudo_confidence,
                 )
             )
         if args.corrections:

@@ -91,8 +91,8 @@ def pseudo_strokes(
         if band is not None:
             for z, lab in enumerate(cleaned):
                 far = lab == 0
-                if (lab != 0).any():  # on a slice with no structure no background is near one
-                    far &= ndimage.distance_transform_edt(lab == 0) > band
+                if not far.all():  # on a slice with no structure no background is near one
+                    far &= ndimage.distance_transform_edt(far) > band
                 painted[z][far] = 0
         if marks is not None:
             painted = np.where(marks > 0, marks, painted)

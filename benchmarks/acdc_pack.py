@@ -116,20 +116,43 @@ def load_pack(path: Path = DEFAULT_PACK) -> Pack:
     )
 
 
-def area_ranges_mm2(pack: Pack, volumes: np.ndarray, widen: float = 0.1) -> np.ndarray:
-    """``(K, 2)`` per-class [p1, p99] of slice areas (mm²) where present, widened by ``widen``."""
-    areas: list[list[float]] = [[] for _ in range(K)]
+def slice_positions(pack: Pack, slices: np.ndarray) -> np.ndarray:
+    """Where each slice lies along its volume's long axis: 0 at the first slice, 1 at the last.
+
+    ACDC stores every stack base first (all 200 volumes: the first third of the slices holds more
+    heart than the last), as short-axis stacks are planned; so 0 is the base, 1 the apex.
+    """
+    vols = pack.volume[slices]
+    first = np.searchsorted(pack.volume, vols)  # pack.volume is sorted: volumes are stored in turn
+    return (slices - first) / np.maximum(pack.shapes[vols, 0] - 1, 1)
+
+
+def position_bins(positions: np.ndarray, bins: int) -> np.ndarray:
+    """The bin (0 .. bins-1, equal widths) of each relative position."""
+    return np.minimum((np.asarray(positions) * bins).astype(int), bins - 1)
+
+
+def area_ranges_mm2(pack: Pack, volumes: np.ndarray, widen: float = 0.1, bins: int = 1) -> np.ndarray:
+    """Per-class [p1, p99] of slice areas (mm²) where present, widened by ``widen``.
+
+    ``(K, 2)`` for ``bins=1``; otherwise ``(bins, K, 2)``, one range per stretch of the long axis
+    (:func:`slice_positions`): what a reader knows of basal slices is not what they know of apical ones.
+    """
+    areas: list[list[list[float]]] = [[[] for _ in range(K)] for _ in range(bins)]
     for v in volumes:
         px = pack.spacings[v][1] * pack.spacings[v][2]
         counts = np.stack([(pack.gt[v] == c).sum(axis=(1, 2)) for c in range(K)], axis=1)
+        where = position_bins(np.arange(len(counts)) / max(len(counts) - 1, 1), bins)
         for c in range(1, K):
             present = counts[:, c] > 0
-            areas[c].extend((counts[present, c] * px).tolist())
-    out = np.full((K, 2), np.nan, dtype=np.float32)
-    for c in range(1, K):
-        lo, hi = np.percentile(areas[c], [1, 99])
-        out[c] = [lo * (1 - widen), hi * (1 + widen)]
-    return out
+            for b in range(bins):
+                areas[b][c].extend((counts[present & (where == b), c] * px).tolist())
+    out = np.full((bins, K, 2), np.nan, dtype=np.float32)
+    for b in range(bins):
+        for c in range(1, K):
+            lo, hi = np.percentile(areas[b][c], [1, 99])
+            out[b, c] = [lo * (1 - widen), hi * (1 + widen)]
+    return out[0] if bins == 1 else out
 
 
 def centroid_margins(pack: Pack, slices: np.ndarray, quantile: float = 95) -> np.ndarray:
@@ -148,7 +171,8 @@ def centroid_margins(pack: Pack, slices: np.ndarray, quantile: float = 95) -> np
 def user_bounds(
     pack: Pack, slices: np.ndarray, ranges_mm2: np.ndarray, margins: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slice bounds in network pixels from the size ranges, scribbles and centroid margins."""
+    """Per-slice bounds in network pixels from the size ranges (``(K, 2)``, or ``(bins, K, 2)`` by
+    position along the long axis), scribbles and centroid margins."""
     n = len(slices)
     scr = pack.scribbles[slices]
     vols = pack.volume[slices]
@@ -156,7 +180,11 @@ def user_bounds(
     src_px = pack.shapes[vols, 1] * pack.shapes[vols, 2]
     to_net = (pack.side * pack.side) / src_px
     sizes = np.full((n, K, 2), np.nan, dtype=np.float32)
-    sizes[:, 1:] = ranges_mm2[None, 1:] / px_mm2[:, None, None] * to_net[:, None, None]
+    if ranges_mm2.ndim == 3:
+        per_slice = ranges_mm2[position_bins(slice_positions(pack, slices), len(ranges_mm2))]
+    else:
+        per_slice = np.broadcast_to(ranges_mm2, (n, *ranges_mm2.shape))
+    sizes[:, 1:] = per_slice[:, 1:] / px_mm2[:, None, None] * to_net[:, None, None]
     any_scr = (scr.reshape(n, -1) != NOT_ANNOTATED).any(axis=1)
     missing = absent_classes(n, K, scribbles=scr)
     sizes[missing] = 0.0

@@ -59,6 +59,7 @@ ROWS: dict[str, tuple[dict, str]] = {
     "size+centroid-quad": ({"penalty": "quadratic"}, "size+centroid"),
     "size+centroid-barrier": ({"penalty": "log-barrier"}, "size+centroid"),
     "size+centroid-barrier+crf": ({"penalty": "log-barrier", "crf_weight": 1.0}, "size+centroid"),
+    "size+centroid-quad+crf": ({"penalty": "quadratic", "crf_weight": 1.0}, "size+centroid"),
     "oracle-quad": ({"penalty": "quadratic", "centroid_weight": 0.0}, "oracle"),
 }
 
@@ -74,14 +75,16 @@ def row_config(name: str, base: TrainConfig, crf_weight: float = 0.0) -> tuple[T
     return base.with_(**merged), priors
 
 
-def bounds_for(pack: Pack, slices: np.ndarray, priors: str, train_vols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bounds_for(
+    pack: Pack, slices: np.ndarray, priors: str, train_vols: np.ndarray, bins: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     if priors == "none":
         return np.full((len(slices), K, 2), np.nan, np.float32), np.full((len(slices), K, 2, 2), np.nan, np.float32)
     if priors == "oracle":
         sizes, cents = bounds_from_labels(pack.labels[slices], K, margin=0.1)
         sizes[:, 0] = np.nan  # the seed bounds the foreground classes only
         return sizes, cents
-    ranges = area_ranges_mm2(pack, train_vols)
+    ranges = area_ranges_mm2(pack, train_vols, bins=bins)
     margins = centroid_margins(pack, slices) if "centroid" in priors else None
     return user_bounds(pack, slices, ranges, margins)
 
@@ -142,6 +145,7 @@ def _record(name: str, fold: int, summary: dict, cfg: TrainConfig, train_s: floa
         "batch": cfg.batch_size,
         "size": cfg.size,
         "width": cfg.width,
+        "seed": cfg.seed,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() and cfg.device != "cpu" else "cpu",
         "test_volumes": n_test,
     }
@@ -158,20 +162,23 @@ def run_one(
     pseudo: tuple[float | None, ...] = (),
     band: int | None = None,
     second_lr: float = 0.0,
+    bins: int = 1,
 ) -> list[dict]:
     """The row's record, then one per ``pseudo`` entry: the same model trained ``second_press``
     more steps, on its own confident predictions as strokes (a confidence) or as it was (None)."""
     train_vols, test_vols = pack.fold_volumes(fold)
     slices = pack.slices_of(train_vols)
     cfg, priors = row_config(name, base, crf_weight)
-    sizes, cents = bounds_for(pack, slices, priors, train_vols)
+    sizes, cents = bounds_for(pack, slices, priors, train_vols, bins)
     data = dataset(pack, slices, sizes, cents)
+    if bins > 1 and priors in ("size", "size+centroid"):
+        name = f"{name} ({bins} positions)"
     device = torch.device("cuda" if cfg.device.startswith("cuda") else "cpu")
     start = time.perf_counter()
     state = _train(data, cfg)
     train_s = time.perf_counter() - start
     records = [_record(name, fold, _score(state.model.to(device), pack, test_vols, pool), cfg, train_s, len(test_vols))]
-    press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr)
+    press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr) if pseudo else cfg
     for confidence in pseudo:
         second = copy.deepcopy(state)
         start = time.perf_counter()
@@ -199,6 +206,8 @@ def run_one(
             rec["pseudo_band"] = band
             rec["pseudo_dice_on_train"] = _train_dice(strokes, data)
         records.append(rec)
+    for rec in records:
+        rec["position_bins"] = bins
     return records
 
 
@@ -271,6 +280,13 @@ def main() -> None:
         default=None,
         help="self-training: paint background only within this many network pixels of the predicted structures",
     )
+    ap.add_argument(
+        "--position-bins",
+        type=int,
+        default=1,
+        help="size ranges per this many stretches of the long axis, base to apex (1 = one range per class)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seeds the network's initialisation and the batches")
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
@@ -294,6 +310,7 @@ def main() -> None:
         absence_weight=args.absence_weight,
         rotate=args.rotate,
         zoom=args.zoom,
+        seed=args.seed,
     )
     results: list[dict] = []
     plan = [(int(f), name) for f in args.folds.split(",") for name in args.rows.split(",")]
@@ -307,7 +324,17 @@ def main() -> None:
         t0 = time.time()
         pseudo = tuple(None if p == "none" else float(p) for p in args.pseudo.split(",")) if args.second_press else ()
         rs = run_one(
-            pack, fold, name, base, pool, args.crf_weight, args.second_press, pseudo, args.pseudo_band, args.second_lr
+            pack,
+            fold,
+            name,
+            base,
+            pool,
+            args.crf_weight,
+            args.second_press,
+            pseudo,
+            args.pseudo_band,
+            args.second_lr,
+            args.position_bins,
         )
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)

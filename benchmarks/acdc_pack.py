@@ -150,6 +150,8 @@ def area_ranges_mm2(pack: Pack, volumes: np.ndarray, widen: float = 0.1, bins: i
     out = np.full((bins, K, 2), np.nan, dtype=np.float32)
     for b in range(bins):
         for c in range(1, K):
+            if not areas[b][c]:
+                raise ValueError(f"no training slice holds class {CLASSES[c]} in position bin {b + 1} of {bins}")
             lo, hi = np.percentile(areas[b][c], [1, 99])
             out[b, c] = [lo * (1 - widen), hi * (1 + widen)]
     return out[0] if bins == 1 else out

@@ -178,7 +178,7 @@ def run_one(
     state = _train(data, cfg)
     train_s = time.perf_counter() - start
     records = [_record(name, fold, _score(state.model.to(device), pack, test_vols, pool), cfg, train_s, len(test_vols))]
-    press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr) if pseudo else cfg
+    press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr) if pseudo else cfg  # no press: unused
     for confidence in pseudo:
         second = copy.deepcopy(state)
         start = time.perf_counter()
@@ -293,6 +293,8 @@ def main() -> None:
     ap.add_argument("--extra-folds", default="1")
     ap.add_argument("--deadline", type=float, default=0, help="unix time: skip runs that would end after it")
     args = ap.parse_args()
+    if args.position_bins < 1:
+        ap.error(f"--position-bins must be at least 1, got {args.position_bins}")
     pool = ProcessPoolExecutor(args.workers) if args.workers else None  # before CUDA starts
     pack = load_pack(args.pack).resized(args.size)
     base = TrainConfig(

@@ -5,7 +5,7 @@
 # Needs .carry/acdc256.npz (benchmarks/acdc_prep.py) and .carry/seed_baseline.py.
 # DEVICE=cpu STEPS=5 ... runs the same path on a CPU as a dry run. Knobs: PARTS, STEPS, BUDGET,
 # ROWS / EXTRA (EXTRA= for none) / FOLDS / WARMUP / CRF / QFLAGS (quality; CRF = the +crf rows' weight,
-# QFLAGS more acdc_quality.py flags, e.g. "--rotate 20"),
+# QFLAGS more acdc_quality.py flags, e.g. "--rotate 20", "--position-bins 3", "--seed 1"),
 # IVOLS / IBUDGETS / IFLAGS / ITIMEOUT (interactive), TP_* (throughput).
 # Quality and interactive lines carry the largest-component scores too (lcc_*, lcc@).
 set -u

@@ -142,7 +142,7 @@ def area_ranges_mm2(pack: Pack, volumes: np.ndarray, widen: float = 0.1, bins: i
     for v in volumes:
         px = pack.spacings[v][1] * pack.spacings[v][2]
         counts = np.stack([(pack.gt[v] == c).sum(axis=(1, 2)) for c in range(K)], axis=1)
-        where = position_bins(np.arange(len(counts)) / max(len(counts) - 1, 1), bins)
+        where = position_bins(slice_positions(pack, pack.slices_of(np.array([v]))), bins)
         for c in range(1, K):
             present = counts[:, c] > 0
             for b in range(bins):

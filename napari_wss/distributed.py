@@ -25,6 +25,7 @@ watches the processes. Without torchrun nothing here is used and training runs o
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -37,6 +38,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+# Imported before any process group exists, on purpose: this module's functions take
+# ``group=group.WORLD`` defaults, evaluated at its first import -- which DistributedDataParallel
+# triggers. Imported after init_process_group, the defaults would hold the group for the life of
+# the interpreter, its gloo threads would outlive destroy_process_group, and their teardown at exit
+# can abort a finished worker ("terminate called without an active exception", SIGABRT).
+import torch.distributed.nn.functional  # noqa: F401
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -225,6 +233,10 @@ def session(
 ) -> Iterator[DistContext]:
     """Join the other processes for the duration of the block; always leaves the group at the end.
 
+    Let go of the models :meth:`DistContext.wrap` returned before the block ends (build and use
+    them in a function called inside it, as :func:`napari_wss.training.train` does): the group is
+    torn down with them when the block exits.
+
     Args:
         device: the requested device (``auto``, ``cuda``, ``cpu``...): CUDA gives each process
             the GPU of its local rank and NCCL, anything else the CPU and gloo.
@@ -279,6 +291,11 @@ def session(
             "or the network failed"
         ) from exc
     finally:
+        # DistributedDataParallel sits in a reference cycle, so a wrapper the block dropped still
+        # holds the process group until the next garbage collection -- possibly the interpreter's
+        # shutdown (see the import of torch.distributed.nn.functional above). Collect it now, so
+        # the group and its threads end here, while Python is whole.
+        gc.collect()
         dist.destroy_process_group()
 
 

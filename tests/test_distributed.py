@@ -121,6 +121,42 @@ def test_context_keeps_a_device_name_that_works_on_any_machine() -> None:
     assert not ctx.is_main and kwargs["shard"] == (1, 2) and kwargs["is_main"] is False
 
 
+_LEAVE_SCRIPT = """
+import gc, os, sys, weakref
+import torch
+from napari_wss import distributed
+from napari_wss.models.unet import build_model
+
+gc.disable()  # no collection by chance: only the session's own may free the wrapper
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1])
+with distributed.session("cpu", timeout_s=60, launch=distributed.Launch(0, 1, 0)) as ctx:
+    wrapper = ctx.wrap(build_model(4, width=4, depth=2))
+    wrapper(torch.zeros(2, 1, 16, 16)).sum().backward()
+    ref = weakref.ref(wrapper)
+    del wrapper
+    print("alive in the block:", ref() is not None)
+print("alive after:", ref() is not None)
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print("threads after:", sorted(n for n in names if "gloo" in n or "tcpstore" in n))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
+def test_leaving_the_session_ends_the_process_group_and_its_threads(tmp_path: Path) -> None:
+    """A fresh interpreter (nothing imported before, as under torchrun): after the block no
+    wrapper and no gloo or store thread is left to be torn down at the interpreter's exit, where
+    that teardown can abort a finished worker with SIGABRT."""
+    script = tmp_path / "leave.py"
+    script.write_text(_LEAVE_SCRIPT)
+    run = subprocess.run(
+        [sys.executable, str(script), str(_free_port())], capture_output=True, text=True, timeout=WAIT_S
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "alive in the block: True" in run.stdout  # DDP's reference cycle keeps a dropped wrapper
+    assert "alive after: False" in run.stdout, run.stdout
+    assert "threads after: []" in run.stdout, run.stdout
+
+
 # --------------------------------------------------------------------------------------------
 # 1. The loss and its gradients do not depend on how slices are spread over processes
 
@@ -159,15 +195,19 @@ def _fresh_model(weights: dict[str, torch.Tensor] | None = None) -> torch.nn.Mod
     return model.eval()
 
 
+def _spread_share(ctx: distributed.DistContext, weights: dict[str, torch.Tensor], out: str) -> None:
+    """This process's loss and gradients; the DDP wrapper is dropped on return, inside the session."""
+    model = ctx.wrap(_fresh_model(weights))
+    loss, grads = _loss_and_grads(model, _phantom_data(), list(range(ctx.rank, 4, 2)))  # DeviceSlices' interleave
+    losses = [torch.zeros_like(loss) for _ in range(ctx.world_size)]
+    torch.distributed.all_gather(losses, loss)
+    torch.save({"losses": torch.stack(losses), "grads": grads}, f"{out}.{ctx.rank}")
+
+
 def _spread_worker(rank: int, port: int, weights: dict[str, torch.Tensor], out: str) -> None:
     _torchrun_env(rank, port)
-    ds = _phantom_data()
     with distributed.session("cpu", timeout_s=WAIT_S) as ctx:
-        model = ctx.wrap(_fresh_model(weights))
-        loss, grads = _loss_and_grads(model, ds, list(range(rank, 4, 2)))  # DeviceSlices' interleave
-        losses = [torch.zeros_like(loss) for _ in range(ctx.world_size)]
-        torch.distributed.all_gather(losses, loss)
-        torch.save({"losses": torch.stack(losses), "grads": grads}, f"{out}.{rank}")
+        _spread_share(ctx, weights, out)
 
 
 def test_two_processes_give_the_loss_and_gradients_of_one(tmp_path: Path) -> None:

@@ -66,15 +66,19 @@ class Pack:
         test = np.isin(self.patients, list(FOLDS[fold - 1]))
         return np.flatnonzero(~test), np.flatnonzero(test)
 
-    def resized(self, size: int) -> Pack:
-        """The same pack at a smaller network size (CPU budgets)."""
+    def resized(self, size: int, scribble_share: float = 0.0) -> Pack:
+        """The same pack at a smaller network size (CPU budgets).
+
+        ``scribble_share``: the share of a shrunk pixel that strokes must cover for it to stay
+        annotated (0: any stroke pixel does; see :func:`napari_wss.data.resize_labels`).
+        """
         if size == self.side:
             return self
         imgs = F.interpolate(torch.from_numpy(self.images)[:, None], size=(size, size), mode="area")[:, 0].numpy()
         return Pack(
             imgs,
             resize_labels(self.labels, (size, size)),
-            resize_labels(self.scribbles, (size, size), scribbles=True),
+            resize_labels(self.scribbles, (size, size), scribbles=True, min_share=scribble_share),
             self.volume,
             self.shapes,
             self.spacings,

@@ -286,6 +286,12 @@ def main() -> None:
         default=1,
         help="size ranges per this many stretches of the long axis, base to apex (1 = one range per class)",
     )
+    ap.add_argument(
+        "--scribble-share",
+        type=float,
+        default=0.0,
+        help="below --pack's size, a shrunk pixel keeps a stroke only if strokes cover this share of it (0 = any)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="seeds the network's initialisation and the batches")
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
@@ -296,7 +302,9 @@ def main() -> None:
     if args.position_bins < 1:
         ap.error(f"--position-bins must be at least 1, got {args.position_bins}")
     pool = ProcessPoolExecutor(args.workers) if args.workers else None  # before CUDA starts
-    pack = load_pack(args.pack).resized(args.size)
+    if not 0.0 <= args.scribble_share <= 1.0:
+        ap.error(f"--scribble-share must lie in [0, 1], got {args.scribble_share:g}")
+    pack = load_pack(args.pack).resized(args.size, args.scribble_share)
     base = TrainConfig(
         steps=args.steps,
         batch_size=args.batch,
@@ -340,6 +348,7 @@ def main() -> None:
         )
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)
+            r["scribble_share"] = args.scribble_share
             results.append(r)
             line = json.dumps(r)
             print(line, flush=True)

@@ -228,13 +228,19 @@ def resize_stack(stack: np.ndarray, shape: tuple[int, int], *, labels: bool) -> 
     return out[:, 0].numpy()
 
 
-def resize_labels(stack: np.ndarray, shape: tuple[int, int], *, scribbles: bool = False) -> np.ndarray:
+def resize_labels(
+    stack: np.ndarray, shape: tuple[int, int], *, scribbles: bool = False, min_share: float = 0.0
+) -> np.ndarray:
     """Resize integer maps ``(N, H, W)`` by the area share of each value in every target pixel.
 
     Dense labels take the value covering most of the pixel. With ``scribbles=True`` a target
     pixel is annotated whenever any painted pixel falls in it (the most frequent painted value
-    wins), so one-pixel strokes survive shrinking instead of vanishing as with nearest sampling.
+    wins), so one-pixel strokes survive shrinking instead of vanishing as with nearest sampling;
+    ``min_share`` > 0 asks that painted pixels cover at least that share of the target pixel
+    (thinner, purer strokes: a shrunk stroke no longer spills onto its neighbours' pixels).
     """
+    if not 0.0 <= min_share <= 1.0:
+        raise ValueError(f"min_share must lie in [0, 1], got {min_share:g}")
     stack = np.asarray(stack)
     if stack.shape[1:] == tuple(shape):
         return stack.copy()
@@ -248,7 +254,9 @@ def resize_labels(stack: np.ndarray, shape: tuple[int, int], *, scribbles: bool 
         if scribbles and values[0] == NOT_ANNOTATED and len(values) > 1:
             painted = share[:, 1:]
             best = painted.argmax(1) + 1
-            pick = torch.where(painted.sum(1) > 0, best, torch.zeros_like(best))
+            covered = painted.sum(1)
+            enough = covered >= min_share - 1e-6 if min_share > 0 else covered > 0
+            pick = torch.where(enough, best, torch.zeros_like(best))
         else:
             pick = share.argmax(1)
         out[i : i + chunk] = values[pick.numpy()]

@@ -44,7 +44,7 @@ import torch.distributed as dist
 # triggers. Imported after init_process_group, the defaults would hold the group for the life of
 # the interpreter, its gloo threads would outlive destroy_process_group, and their teardown at exit
 # can abort a finished worker ("terminate called without an active exception", SIGABRT).
-import torch.distributed.nn.functional  # noqa: F401
+import torch.distributed.nn.functional
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 

@@ -19,6 +19,7 @@ from napari_wss.data import (
     crop_around,
     labels_to_scribbles,
     prepare_volume,
+    resize_labels,
     scribbles_to_labels,
     stroke_boxes,
 )
@@ -287,6 +288,20 @@ def test_thin_scribbles_survive_shrinking() -> None:
     small = geom.scribbles_to_network(s)
     assert (small == 3).sum() >= 25 and (small == 1).sum() >= 20
     assert (geom.labels_to_network(s) == 3).sum() < 5  # majority vote drops them, as intended for labels
+
+
+def test_a_painted_share_keeps_shrunk_strokes_off_their_neighbours_pixels() -> None:
+    s = np.zeros((1, 8, 8), dtype=np.uint8)
+    s[0, 1:3, 0:4] = 2  # a two-pixel-wide stroke on rows 1-2: half of each 2x2 block it touches
+    s[0, 4, 4] = s[0, 5, 7] = 3  # a thin diagonal stroke: a quarter of each block it touches
+    anywhere = resize_labels(s, (4, 4), scribbles=True)
+    assert (anywhere[0, 0:2, 0:2] == 2).all() and (anywhere[0, 2, 2:4] == 3).all()  # the stroke spreads
+    half = resize_labels(s, (4, 4), scribbles=True, min_share=0.5)
+    assert (half[0, 0:2, 0:2] == 2).all()  # half-covered pixels stay
+    assert (half == 3).sum() == 0 and (half[0, 2:] == 0).all()  # quarter-covered ones go
+    assert (resize_labels(s, (4, 4), scribbles=True, min_share=0.25) == anywhere).all()
+    with pytest.raises(ValueError, match="min_share"):
+        resize_labels(s, (4, 4), scribbles=True, min_share=1.5)
 
 
 def test_label_majority_vote_shrinks_without_shifting() -> None:

@@ -8,6 +8,7 @@ layer is only ever read. Torch loads in the background when the widget opens, no
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -75,7 +76,7 @@ class WssWidget(QWidget):
             warm = (self.settings.config(), self.table.rowCount())
         except InputError:  # settings a user cannot have typed yet; the real Train reports them
             warm = None
-        threading.Thread(target=_warm_up, args=(warm,), name="napari-wss-warm-up", daemon=True).start()
+        _start_warm_up(warm)
 
     # ---------------------------------------------------------------- helpers
     def image_layer(self) -> Image | None:
@@ -353,6 +354,27 @@ class WssWidget(QWidget):
         if not running:
             self.pause_button.setText("Pause")
         self.model.sync(running)
+
+
+_warm_ups: list[threading.Thread] = []
+
+
+def _start_warm_up(warm: tuple[Any, int] | None) -> None:
+    """Start :func:`_warm_up` on a daemon thread that Python's exit waits for (see :func:`_join_warm_ups`)."""
+    if not _warm_ups:
+        atexit.register(_join_warm_ups)
+    _warm_ups[:] = [t for t in _warm_ups if t.is_alive()]
+    thread = threading.Thread(target=_warm_up, args=(warm,), name="napari-wss-warm-up", daemon=True)
+    _warm_ups.append(thread)
+    thread.start()
+
+
+def _join_warm_ups(timeout_s: float = 30.0) -> None:
+    """At exit, before Python shuts down: a warm-up still freeing its tensors then would ask for the
+    GIL during finalisation, be ended through C++ frames and abort the process (SIGABRT,
+    "terminate called without an active exception") -- after napari closed, but still a crash."""
+    for thread in _warm_ups:
+        thread.join(timeout_s)
 
 
 def _warm_up(warm: tuple[Any, int] | None) -> None:

@@ -191,3 +191,14 @@ def test_training_prediction_stop_errors_and_export_never_write_the_users_files(
     assert gui.digest(scribbles.data) == painted
     assert widget.prediction_layer is not scribbles
     assert {p: _sha(p) for p in case_files} == hashes
+
+
+def test_python_exit_waits_for_the_widgets_warm_up(make_widget) -> None:  # type: ignore[no-untyped-def]
+    """A warm-up thread still running when Python finalises aborts the process (SIGABRT)."""
+    from napari_wss import _widget
+
+    make_widget("phantom")
+    threads = list(_widget._warm_ups)
+    assert threads and all(t.name == "napari-wss-warm-up" for t in threads)
+    _widget._join_warm_ups()  # what atexit runs
+    assert not any(t.is_alive() for t in threads)

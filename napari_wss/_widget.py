@@ -361,14 +361,13 @@ _warm_ups: list[threading.Thread] = []
 
 def _start_warm_up(warm: tuple[Any, int] | None) -> None:
     """Start :func:`_warm_up` on a daemon thread that Python's exit waits for (see :func:`_join_warm_ups`)."""
-    if not _warm_ups:
-        atexit.register(_join_warm_ups)
     _warm_ups[:] = [t for t in _warm_ups if t.is_alive()]
     thread = threading.Thread(target=_warm_up, args=(warm,), name="napari-wss-warm-up", daemon=True)
     _warm_ups.append(thread)
     thread.start()
 
 
+@atexit.register
 def _join_warm_ups(timeout_s: float = 30.0) -> None:
     """At exit, before Python shuts down: a warm-up still freeing its tensors then would ask for the
     GIL during finalisation, be ended through C++ frames and abort the process (SIGABRT,

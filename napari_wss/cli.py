@@ -587,6 +587,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(f"--max-wall-mm must be a positive number of mm, got {args.max_wall_mm:g}")
     if args.acdc:
         return _predict_acdc(args, state)
+    if args.frame == "all":
+        return _predict_cine(args, state)
     if not args.image or not args.out:
         raise InputError("predict needs --image IMG and --out OUT (or --acdc ROOT --out DIR)")
     img = load_image(args.image, spacing=args.spacing, frame=args.frame)
@@ -656,6 +658,93 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _heart_rules(args: argparse.Namespace, spacing_zyx: tuple[float, float, float]) -> dict[str, Any]:
     """``predict_volume``'s heart options from ``--lv-hull`` / ``--max-wall-mm`` and the image's voxel size."""
     return {"lv_hull": args.lv_hull, "max_wall_mm": args.max_wall_mm, "spacing_yx": tuple(spacing_zyx[1:])}
+
+
+def _frame_arg(text: str) -> int | str:
+    """``--frame``: a 0-based frame number, or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a frame number (0, 1, ...) or 'all', got {text!r}") from None
+
+
+def _predict_cine(args: argparse.Namespace, state: Any) -> int:
+    """``predict --frame all``: every frame of a 4D cine into one 4D labels file on its grid, then
+    the volume curve and the indices of the frames it finds as end-diastole and end-systole."""
+    from tqdm import tqdm
+
+    from napari_wss import io
+    from napari_wss.training import predict_volume
+
+    if not args.image or not args.out:
+        raise InputError("predict --frame all needs --image CINE (a 4D NIfTI file) and --out OUT.nii.gz")
+    if args.scribbles:
+        raise InputError("--scribbles belong to one frame: with --frame all use --largest-component without them")
+    src, out = Path(args.image), Path(args.out)
+    if not _is_nifti(src):
+        raise InputError(f"--frame all needs a 4D NIfTI image; {src.name} is not NIfTI")
+    if not _is_nifti(out):
+        raise InputError(f"--out {out} must end in .nii.gz or .nii: the prediction of a cine is a 4D NIfTI file")
+    if out.exists() and not args.overwrite:  # before minutes of prediction, not after
+        raise InputError(f"{out} already exists; choose another name or pass --overwrite")
+    if out.resolve() == src.resolve():
+        raise InputError(f"refusing to write the prediction onto the source image {src}; choose another --out")
+    if io.nifti_frame_count(src) == 1:
+        raise InputError(f"{src.name} is not a 4D cine: leave out --frame all to predict it as one volume")
+    frames, step = io.read_nifti_frames(src)
+    grid = frames[0]
+    heart = _heart_rules(args, grid.spacing)
+    keep = "volume" if args.largest_component else None
+    bar = tqdm(
+        frames,
+        desc="predict",
+        unit="frame",
+        disable=None if args.progress is None else not args.progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )
+    labels = []
+    for vol in bar:
+        labels.append(np.asarray(predict_volume(state, vol.data, device=args.device, largest_component=keep, **heart)))
+    cine = np.stack(labels)
+    io.write_nifti(out, cine, grid.affine, spacing=grid.spacing, source=src, overwrite=args.overwrite, frame_step=step)
+    _echo(f"wrote {out} ({len(frames)} frames of {cine.shape[1]} slice(s))")
+    _report_cine(cine, state.class_names, grid.spacing, csv=None)
+    return 0
+
+
+def _report_cine(
+    cine: np.ndarray, names: Sequence[str], spacing: tuple[float, float, float], csv: str | None
+) -> list[tuple[str, float, str]]:
+    """Print every frame's class volumes and, with cardiac classes, the indices of the frames of
+    the largest and smallest ventricle (end-diastole, end-systole); returns them as CSV items."""
+    from napari_wss.experiments import ResultTable
+    from napari_wss.metrics import cine_indices, class_volumes_ml
+
+    ml = np.stack([class_volumes_ml(frame.astype(np.int64), len(names), spacing) for frame in cine])
+    indices, ed, es = cine_indices(ml, names)
+    rows = tuple((t, *map(float, v[1:]), "ED" if t == ed else "ES" if t == es else "") for t, v in enumerate(ml))
+    columns = ("frame", *(f"{n} (mL)" for n in names[1:]), "phase")
+    note = f"voxel {' x '.join(f'{s:g}' for s in spacing)} mm"
+    text = ResultTable("volume of every class, frame by frame", columns, rows, (note,)).format()
+    _echo(text[: text.rfind("\nwall time")])
+    items = [(f"frame {row[0]} {n}", v, "mL") for row in rows for n, v in zip(names[1:], row[1:-1])]
+    if indices:
+        units = {key: INDEX_UNITS[key.split()[-1]] for key in indices}
+        _echo(
+            f"cardiac indices, end-diastole = frame {ed} and end-systole = frame {es} "
+            "(the largest and smallest ventricle):\n"
+            + "\n".join(f"  {key:<9} {_one_decimal(value):>8} {units[key]}" for key, value in indices.items())
+        )
+        items += [("end-diastole frame", float(ed), "frame"), ("end-systole frame", float(es), "frame")]
+        items += [(key, value, units[key]) for key, value in indices.items()]
+    if csv:
+        _write_csv(Path(csv), ("item", "value", "unit"), items)
+        _echo(f"wrote {csv}")
+    return items
 
 
 def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
@@ -894,10 +983,29 @@ def _clinical_agreement(pairs: Sequence[_Pair], names: Sequence[str], csv_path: 
         _echo(f"wrote {csv_path}")
 
 
+def _measure_cine(args: argparse.Namespace) -> int:
+    """``measure CINE_LABELS``: a 4D labels file (``predict --frame all``) measured frame by frame."""
+    from napari_wss import io
+
+    if args.es:
+        raise InputError(
+            f"{Path(args.labels).name} is 4D and holds every frame: leave out --es (or pick one frame with --frame)"
+        )
+    frames, _ = io.read_nifti_frames(args.labels)
+    cine = np.stack([f.data for f in frames])
+    _check_label_map(cine, f"label file {Path(args.labels).name}")
+    names = _label_class_names(args.classes, int(cine.max()) + 1)
+    _report_cine(cine, names, frames[0].spacing, csv=args.csv)
+    return 0
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
+    from napari_wss import io
     from napari_wss.experiments import ResultTable
     from napari_wss.metrics import cardiac_classes, cardiac_indices, class_volumes_ml
 
+    if args.frame is None and _is_nifti(Path(args.labels)) and io.nifti_frame_count(args.labels) > 1:
+        return _measure_cine(args)
     paths = [args.labels] + ([args.es] if args.es else [])
     loaded = []
     for path in paths:
@@ -1239,7 +1347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "predict", help="segment an image with a trained model")
     p.add_argument("--model", required=True)
     p.add_argument("--image", help="NIfTI, PNG or a folder of PNGs")
-    p.add_argument("--frame", type=int, default=None, metavar="T", help="time frame of a 4D NIfTI image, 0-based")
+    p.add_argument(
+        "--frame",
+        type=_frame_arg,
+        default=None,
+        metavar="T",
+        help="time frame of a 4D NIfTI image, 0-based; 'all' predicts every frame into a 4D labels file and "
+        "reports the volume curve, end-diastole, end-systole and ejection fractions",
+    )
     p.add_argument("--acdc", metavar="ROOT", help="predict every ACDC frame of --patients into the --out folder")
     p.add_argument("--patients", default="81-100", help="ACDC patients (default 81-100)")
     p.add_argument("--out", help="labels file (.nii.gz / .png), or a folder for PNG folders and --acdc")
@@ -1303,7 +1418,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("labels", metavar="LABELS", help="label file (NIfTI) of end-diastole, or of any volume")
     p.add_argument("--es", metavar="LABELS_ES", help="label file of end-systole of the same heart")
-    p.add_argument("--frame", type=int, default=None, metavar="T", help="time frame of 4D label files, 0-based")
+    p.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        metavar="T",
+        help="time frame of 4D label files, 0-based (without it a 4D file is measured frame by frame, end-diastole "
+        "and end-systole taken as the frames of the largest and smallest ventricle)",
+    )
     p.add_argument("--classes", help="comma-separated class names, background first")
     p.add_argument("--csv", help="also write the volumes and indices as CSV")
     p.set_defaults(func=cmd_measure)

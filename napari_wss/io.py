@@ -45,8 +45,10 @@ __all__ = [
     "is_acdc_label_file",
     "mm2_to_pixels",
     "natural_sort_key",
+    "nifti_frame_count",
     "pixels_to_mm2",
     "read_nifti",
+    "read_nifti_frames",
     "read_png",
     "read_png_folder",
     "read_png_stack",
@@ -147,6 +149,56 @@ def read_nifti(path: str | os.PathLike[str], *, frame: int | None = None) -> Vol
             four dimensions, or ``frame`` is out of range.
     """
     path = Path(path)
+    img, shape = _open_nifti(path)
+    ndim = len(shape)
+    if ndim == 4:
+        n_frames = shape[3]
+        if frame is None:
+            raise InputError(f"{path} is 4D with {n_frames} time frames; pick one with frame=0..{n_frames - 1}.")
+        if not 0 <= frame < n_frames:
+            raise InputError(
+                f"frame {frame} is out of range for {path}, which has {n_frames} frames (0..{n_frames - 1})."
+            )
+    elif frame is not None:
+        raise InputError(f"frame={frame} was given but {path} is {ndim}D, not 4D; leave frame unset.")
+    raw = _read_voxels(path, img, shape if ndim < 4 else None, frame)
+    return _volume(path, img, raw)
+
+
+def nifti_frame_count(path: str | os.PathLike[str]) -> int:
+    """How many time frames a NIfTI file holds: the fourth dimension of a 4D file, else 1. Reads
+    the header only.
+
+    Raises:
+        InputError: As :func:`read_nifti`, for a file it would refuse before reading voxels.
+    """
+    _, shape = _open_nifti(Path(path))
+    return shape[3] if len(shape) == 4 else 1
+
+
+def read_nifti_frames(path: str | os.PathLike[str]) -> tuple[list[Volume], float]:
+    """Read every time frame of a 4D (cine) NIfTI file, decompressing it once.
+
+    Returns:
+        One :class:`Volume` per frame (all on the file's grid) and the time between frames from
+        the header's fourth pixdim (in the file's time unit; 0 when the header gives none).
+
+    Raises:
+        InputError: As :func:`read_nifti`, and for a file that is not 4D.
+    """
+    path = Path(path)
+    img, shape = _open_nifti(path)
+    if len(shape) != 4:
+        raise InputError(f"{path} is {len(shape)}D, not a 4D cine; read it as one volume instead.")
+    raw = _read_voxels(path, img, shape, None)
+    zooms = img.header.get_zooms()
+    step = float(zooms[3]) if len(zooms) > 3 and np.isfinite(zooms[3]) and zooms[3] > 0 else 0.0
+    return [_volume(path, img, raw[..., t]) for t in range(shape[3])], step
+
+
+def _open_nifti(path: Path) -> tuple[nib.spatialimages.SpatialImage, tuple[int, ...]]:
+    """The file's image (voxels not read yet) and its shape without trailing singleton dimensions,
+    after refusing folders, missing, unreadable, over-5D and truncated files."""
     if path.is_dir():
         raise InputError(f"{path} is a folder; expected a NIfTI file (.nii or .nii.gz).")
     if not path.is_file():
@@ -160,31 +212,29 @@ def read_nifti(path: str | os.PathLike[str], *, frame: int | None = None) -> Vol
     # Trailing singleton dimensions (x, y, z, 1) are common and carry nothing.
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    ndim = len(shape)
-    if ndim > 4:
-        raise InputError(f"{path} has {ndim} dimensions {shape}; expected a 2D, 3D or 4D NIfTI file.")
-    if ndim == 4:
-        n_frames = shape[3]
-        if frame is None:
-            raise InputError(f"{path} is 4D with {n_frames} time frames; pick one with frame=0..{n_frames - 1}.")
-        if not 0 <= frame < n_frames:
-            raise InputError(
-                f"frame {frame} is out of range for {path}, which has {n_frames} frames (0..{n_frames - 1})."
-            )
-    elif frame is not None:
-        raise InputError(f"frame={frame} was given but {path} is {ndim}D, not 4D; leave frame unset.")
+    if len(shape) > 4:
+        raise InputError(f"{path} has {len(shape)} dimensions {shape}; expected a 2D, 3D or 4D NIfTI file.")
     _check_declared_size(path, img)
+    return img, shape
 
+
+def _read_voxels(
+    path: Path, img: nib.spatialimages.SpatialImage, shape: tuple[int, ...] | None, frame: int | None
+) -> np.ndarray:
+    """The voxels in the file's (x, y, z[, t]) order: all of them reshaped to ``shape``, or one
+    frame of a 4D file (``shape`` None)."""
     try:
-        if ndim == 4:
-            data = np.asarray(img.dataobj[:, :, :, frame]).reshape(shape[:3])
-        else:
-            data = np.asarray(img.dataobj).reshape(shape)
+        if frame is not None:
+            return np.asarray(img.dataobj[:, :, :, frame]).reshape(img.shape[:3])
+        return np.asarray(img.dataobj).reshape(shape)
     except _READ_ERRORS as exc:
         raise InputError(
             f"Cannot read the voxels of {path}; the file looks truncated or corrupt ({_reason(exc)})."
         ) from exc
 
+
+def _volume(path: Path, img: nib.spatialimages.SpatialImage, data: np.ndarray) -> Volume:
+    """``data`` in (x, y[, z]) order as a napari-order :class:`Volume` with the file's grid."""
     if is_acdc_label_file(path):
         data = _keep_label_dtype(data, img.get_data_dtype())
     if data.ndim == 2:
@@ -337,8 +387,10 @@ def write_nifti(
     spacing: Sequence[float] | None = None,
     source: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    frame_step: float = 0.0,
 ) -> Path:
-    """Write a ``(Z, Y, X)`` volume (usually labels) as NIfTI on a given affine, atomically.
+    """Write a ``(Z, Y, X)`` volume (usually labels), or a ``(T, Z, Y, X)`` cine of them, as NIfTI
+    on a given affine, atomically.
 
     Integer and boolean data is stored as uint8 when it fits 0..255, else int16; float data is
     stored as float32. The file is written to a temporary name in the same folder and moved into
@@ -346,12 +398,15 @@ def write_nifti(
 
     Args:
         path: Target file, ending in ``.nii`` or ``.nii.gz``.
-        data: Voxels ``(Z, Y, X)``; a 2D ``(Y, X)`` array is written as one slice.
+        data: Voxels ``(Z, Y, X)``; a 2D ``(Y, X)`` array is written as one slice, a 4D
+            ``(T, Z, Y, X)`` one as a cine (time last in the file, as NIfTI orders it).
         affine: 4 x 4 voxel-to-world matrix in nibabel's ``(x, y, z)`` order, e.g. ``Volume.affine``.
         spacing: ``(dz, dy, dx)`` in mm to store in the header's pixdim. Needed when the affine does
             not carry the voxel size (ACDC's affines do not); ``None`` derives it from the affine.
         source: The image the labels were drawn on; writing onto it is refused.
         overwrite: Replace an existing file.
+        frame_step: For a cine, the time between frames to store as the fourth pixdim (the
+            source's, from :func:`read_nifti_frames`; 0 stores 1).
 
     Returns:
         The path written.
@@ -367,8 +422,10 @@ def write_nifti(
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[np.newaxis]
-    if arr.ndim != 3:
-        raise InputError(f"Cannot write {path}: expected a (Z, Y, X) volume, got shape {arr.shape}.")
+    if arr.ndim not in (3, 4):
+        raise InputError(
+            f"Cannot write {path}: expected a (Z, Y, X) volume or (T, Z, Y, X) cine, got shape {arr.shape}."
+        )
     aff = np.asarray(affine, dtype=float)
     if aff.shape != (4, 4):
         raise InputError(f"Cannot write {path}: the affine must be 4 x 4, got shape {aff.shape}.")
@@ -377,12 +434,15 @@ def write_nifti(
     _check_target(path, source=source, overwrite=overwrite, what="labels")
 
     dtype = _label_dtype(arr)
-    xyz = np.asarray(arr.transpose(2, 1, 0), dtype=dtype)
+    xyz = np.asarray(arr.transpose(*range(arr.ndim)[::-1]), dtype=dtype)
     img = nib.Nifti1Image(xyz, aff)
     img.header.set_data_dtype(dtype)
-    if spacing is not None:
-        dz, dy, dx = (float(s) for s in spacing)
-        img.header.set_zooms((dx, dy, dz))
+    if spacing is not None or arr.ndim == 4:
+        zooms = img.header.get_zooms()[:3]
+        if spacing is not None:
+            dz, dy, dx = (float(s) for s in spacing)
+            zooms = (dx, dy, dz)
+        img.header.set_zooms(zooms + ((frame_step or 1.0,) if arr.ndim == 4 else ()))
     with _atomic_target(path, suffix) as tmp:
         img.to_filename(str(tmp))
     return path

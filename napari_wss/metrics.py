@@ -173,12 +173,35 @@ def cardiac_indices(ed_ml: np.ndarray, es_ml: np.ndarray | None, names: Sequence
 def two_frame_indices(a_ml: np.ndarray, b_ml: np.ndarray, names: Sequence[str]) -> dict[str, float]:
     """Cardiac indices from two frames of one heart whose phases are not labelled: end-diastole is
     the frame with the larger LV volume (the RV's when there is no LV class), as its definition says."""
+    return cine_indices(np.stack([a_ml, b_ml]), names)[0]
+
+
+def cine_phases(ml: np.ndarray, names: Sequence[str]) -> tuple[int, int] | None:
+    """(end-diastole, end-systole) frame numbers of a cine from its per-frame class volumes
+    ``(T, K)`` in mL: the frames of the largest and the smallest LV volume (the RV's when there is
+    no LV class), the first of equals for end-diastole and another frame for end-systole when there
+    are two or more. None without a ventricle class."""
     idx = cardiac_classes(names)
     cav = idx.get("LV", idx.get("RV"))
     if cav is None:
-        return {}
-    ed, es = (a_ml, b_ml) if a_ml[cav] >= b_ml[cav] else (b_ml, a_ml)
-    return cardiac_indices(ed, es, names)
+        return None
+    curve = np.asarray(ml, dtype=float)[:, cav]
+    ed = int(np.argmax(curve))
+    if len(curve) == 1:
+        return ed, ed
+    others = np.delete(np.arange(len(curve)), ed)
+    return ed, int(others[np.argmin(curve[others])])
+
+
+def cine_indices(ml: np.ndarray, names: Sequence[str]) -> tuple[dict[str, float], int | None, int | None]:
+    """:func:`cardiac_indices` of a cine from its per-frame class volumes ``(T, K)`` in mL, with
+    end-diastole and end-systole found by :func:`cine_phases`; also returns those frame numbers
+    ({} and None, None without a ventricle class)."""
+    phases = cine_phases(ml, names)
+    if phases is None:
+        return {}, None, None
+    ed, es = phases
+    return cardiac_indices(ml[ed], ml[es], names), ed, es
 
 
 def describe_volumes(ml: np.ndarray, names: Sequence[str]) -> str:

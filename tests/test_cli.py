@@ -175,6 +175,64 @@ def test_verbose_shows_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert err.strip().splitlines()[-1].startswith("napari-wss: error: ")
 
 
+def test_predict_every_frame_of_a_cine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`predict --frame all` writes one 4D labels file on the cine's grid and time step, each frame
+    as `predict --frame T` gives it, and reports the volume curve; misuse is one line."""
+    frames = [toy.cardiac_phantom(n_slices=3, size=48, seed=s) for s in range(3)]
+    cine = io.write_nifti(
+        tmp_path / "cine.nii.gz", np.stack([f.image for f in frames]), AFFINE, spacing=SPACING, frame_step=33.0
+    )
+    first = io.write_nifti(tmp_path / "f0.nii.gz", frames[0].image, AFFINE, spacing=SPACING)
+    strokes = io.write_nifti(tmp_path / "f0_scr.nii.gz", frames[0].scribbles, AFFINE, spacing=SPACING)
+    model = tmp_path / "m.pt"
+    code, _, err = run(capsys, "train", "--image", first, "--scribbles", strokes, "--out", model, *TINY)
+    assert code == 0, err
+    out_path = tmp_path / "pred4d.nii.gz"
+    code, out, err = run(
+        capsys, "predict", "--model", model, "--image", cine, "--frame", "all", "--out", out_path, "--largest-component"
+    )
+    assert code == 0, err
+    written, step = io.read_nifti_frames(out_path)
+    assert len(written) == 3 and step == pytest.approx(33.0)
+    np.testing.assert_allclose(written[0].affine, AFFINE)
+    for t in range(3):
+        one = tmp_path / f"p{t}.nii.gz"
+        code, _, err = run(
+            capsys, "predict", "--model", model, "--image", cine, "--frame", t, "--out", one, "--largest-component"
+        )
+        assert code == 0, err
+        np.testing.assert_array_equal(written[t].data, io.read_nifti(one).data)
+    assert "frame by frame" in out and "end-diastole = frame" in out
+    assert all(f"\n{t} " in out for t in range(3))  # a row per frame
+
+    code, _, err = run(capsys, "predict", "--model", model, "--image", cine, "--frame", "all", "--out", out_path)
+    assert_one_line_error(code, err, "already exists")
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--image", first, "--frame", "all", "--out", tmp_path / "x.nii.gz"
+    )
+    assert_one_line_error(code, err, "not a 4D cine", "leave out --frame all")
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--image", cine, "--frame", "all", "--out", tmp_path / "x.png"
+    )
+    assert_one_line_error(code, err, "4D NIfTI")
+    code, _, err = run(
+        capsys,
+        "predict",
+        "--model",
+        model,
+        "--image",
+        cine,
+        "--frame",
+        "all",
+        "--out",
+        tmp_path / "y.nii.gz",
+        "--largest-component",
+        "--scribbles",
+        strokes,
+    )
+    assert_one_line_error(code, err, "--scribbles belong to one frame")
+
+
 def test_predict_with_a_foreign_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "model.pt"
     model.write_bytes(b"not a model")
@@ -409,6 +467,46 @@ def test_measure_volumes_and_cardiac_indices(tmp_path: Path, capsys: pytest.Capt
     # Without --es: only what end-diastole gives; other class names: volumes only.
     code, out, _ = run(capsys, "measure", a, "--classes", "bg,a,b,c")
     assert code == 0 and "c (mL)" in out and "EF" not in out and "EDV" not in out
+
+
+def test_measure_a_cine_finds_end_diastole_and_end_systole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 4D labels file is measured frame by frame; end-diastole is the frame of the largest LV
+    (1000 voxels = 15 mL), end-systole the smallest (400 = 6 mL), wherever they fall in the cycle."""
+    cine = np.zeros((4, 4, 20, 20), np.uint8)
+    for t, n in enumerate((600, 1000, 400, 700)):
+        cine[t].reshape(-1)[:n] = 3
+        cine[t].reshape(-1)[1200:1300] = 1  # 1.5 mL of RV in every frame: its EF is 0
+    path = io.write_nifti(tmp_path / "cine.nii.gz", cine, AFFINE, frame_step=30.0)
+    code, out, err = run(capsys, "measure", path, "--csv", tmp_path / "c.csv")
+    assert code == 0, err
+    assert "end-diastole = frame 1 and end-systole = frame 2" in out
+    assert "LV EDV        15.0 mL" in out and "LV ESV         6.0 mL" in out and "LV EF         60.0 %" in out
+    assert "RV EF          0.0 %" in out
+    with open(tmp_path / "c.csv", newline="") as fh:
+        rows = {r["item"]: float(r["value"]) for r in csv.DictReader(fh)}
+    assert rows["frame 3 LV"] == pytest.approx(10.5) and rows["end-systole frame"] == 2
+    code, out, _ = run(capsys, "measure", path, "--frame", "3")  # one frame, as before
+    assert code == 0 and "LV EDV        10.5 mL" in out and "LV EF" not in out
+    code, _, err = run(capsys, "measure", path, "--es", path)
+    assert_one_line_error(code, err, "4D", "leave out --es")
+
+
+@needs_acdc
+def test_measure_a_cine_of_expert_masks_matches_the_two_frame_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ACDC's expert masks of one heart stacked end-systole first: the cine report takes the
+    second frame as end-diastole and gives the indices `measure ED --es ES` gives."""
+    ed, es = (io.read_nifti(f) for f in sorted((ACDC / "training/patient001").glob("*_gt.nii.gz")))
+    cine = io.write_nifti(tmp_path / "cine.nii.gz", np.stack([es.data, ed.data]), ed.affine, spacing=ed.spacing)
+    code, two, err = run(capsys, "measure", ed.path, "--es", es.path)
+    assert code == 0, err
+    code, out, err = run(capsys, "measure", cine)
+    assert code == 0, err
+    assert "end-diastole = frame 1 and end-systole = frame 0" in out
+    for key in ("LV EDV", "LV ESV", "LV EF", "RV EF", "myo mass"):
+        line = next(x for x in two.splitlines() if x.strip().startswith(key))
+        assert line in out
 
 
 def test_measure_refuses_an_image_and_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

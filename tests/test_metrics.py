@@ -17,6 +17,8 @@ from napari_wss.metrics import (
     cardiac_classes,
     cardiac_indices,
     cardiac_size_ranges,
+    cine_indices,
+    cine_phases,
     class_volumes_ml,
     describe_volumes,
     dice,
@@ -136,3 +138,18 @@ def test_cardiac_sizes_are_the_ones_the_acdc_masks_give() -> None:
     run = subprocess.run([sys.executable, str(script), "--acdc", str(ACDC)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1558" in run.stdout and "DIFFERENT" not in run.stdout  # both phases of every patient were read
+
+
+def test_cine_phases_take_the_largest_and_smallest_ventricle() -> None:
+    names = ("background", "RV", "myocardium", "LV")
+    ml = np.array([[0, 50, 60, 120], [0, 70, 61, 150], [0, 40, 62, 70], [0, 45, 60, 90]], dtype=float)
+    assert cine_phases(ml, names) == (1, 2)
+    indices, ed, es = cine_indices(ml, names)
+    assert (ed, es) == (1, 2) and indices["LV EF"] == pytest.approx(100 * 80 / 150)
+    assert indices["RV EDV"] == 70 and indices["RV ESV"] == 40  # the LV's frames serve both ventricles
+    assert cine_phases(ml[:, :2], names[:2]) == (1, 2)  # no LV class: the RV's curve
+    assert cine_phases(ml[:1], names) == (0, 0)
+    flat = np.tile([0.0, 5.0, 5.0, 9.0], (3, 1))
+    assert cine_phases(flat, names) == (0, 1)  # equal volumes: two different frames, EF 0
+    assert cine_indices(flat, names)[0]["LV EF"] == 0
+    assert cine_phases(ml[:, :3], ("background", "a", "myocardium")) is None

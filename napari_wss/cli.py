@@ -587,6 +587,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(f"--max-wall-mm must be a positive number of mm, got {args.max_wall_mm:g}")
     if args.acdc:
         return _predict_acdc(args, state)
+    cohort = _cohort_images(args.image)
+    if cohort:
+        return _predict_cohort(args, state, cohort)
+    args.image = args.image[0] if args.image else None
     if args.frame == "all":
         return _predict_cine(args, state)
     if not args.image or not args.out:
@@ -658,6 +662,73 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _heart_rules(args: argparse.Namespace, spacing_zyx: tuple[float, float, float]) -> dict[str, Any]:
     """``predict_volume``'s heart options from ``--lv-hull`` / ``--max-wall-mm`` and the image's voxel size."""
     return {"lv_hull": args.lv_hull, "max_wall_mm": args.max_wall_mm, "spacing_yx": tuple(spacing_zyx[1:])}
+
+
+def _cohort_images(given: Sequence[str] | None) -> list[Path]:
+    """The NIfTI images of a cohort prediction: several ``--image`` files, or one folder holding
+    NIfTI files (its ``_gt`` / ``_scribble`` label files left out); [] for one image or a PNG folder."""
+    from napari_wss import io
+
+    if not given:
+        return []
+    if len(given) > 1:
+        paths = [Path(g) for g in given]
+        for path in paths:
+            if not path.is_file() or not _is_nifti(path):
+                raise InputError(f"with several --image files each must be a NIfTI file; {path} is not")
+        if len({p.resolve() for p in paths}) < len(paths):
+            raise InputError("an --image file is given twice")
+        return paths
+    folder = Path(given[0])
+    if not folder.is_dir():
+        return []
+    files = [f for f in folder.iterdir() if f.is_file() and _is_nifti(f) and not io.is_acdc_label_file(f)]
+    return sorted(files, key=io.natural_sort_key)
+
+
+def _predict_cohort(args: argparse.Namespace, state: Any, images: list[Path]) -> int:
+    """``predict --image A B ...`` (or a folder of NIfTI files): each image into ``--out/<its name>``.
+    Every target is checked before the first prediction; an image that cannot be read is named on
+    stderr and skipped, the others are written, and the exit status then says some failed."""
+    from napari_wss import io
+    from napari_wss.training import predict_volume
+
+    if not args.out:
+        raise InputError("predicting several images needs --out DIR, the folder for their predictions")
+    if args.frame == "all" or args.scribbles:
+        raise InputError("--frame all and --scribbles take one image; predict the others one by one")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} must be a folder when predicting several images")
+    if len({p.name for p in images}) < len(images):
+        raise InputError("two --image files share a file name: their predictions would overwrite each other")
+    targets = [out / p.name for p in images]
+    for src, target in zip(images, targets):
+        if target.resolve() == src.resolve() or any(target.resolve() == p.resolve() for p in images):
+            raise InputError(f"--out {out} would overwrite the image {src.name}; choose another folder")
+        if target.exists() and not args.overwrite:
+            raise InputError(f"{target} already exists; choose another folder or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    keep = "volume" if args.largest_component else None
+    failed = []
+    for src, target in zip(images, targets):
+        try:
+            img = load_image(src, frame=args.frame if isinstance(args.frame, int) else None)
+            labels = predict_volume(
+                state, img.data, device=args.device, largest_component=keep, **_heart_rules(args, img.spacing)
+            )
+            io.write_nifti(target, np.asarray(labels), img.affine, spacing=img.spacing, source=src, overwrite=True)
+        except InputError as exc:
+            failed.append(src.name)
+            sys.stderr.write(f"napari-wss: skipped {src.name}: {exc}\n")
+            continue
+        _echo(f"wrote {target} ({img.data.shape[0]} slice(s))")
+    if failed:
+        raise InputError(
+            f"{len(failed)} of {len(images)} images could not be predicted ({', '.join(failed)}), see above"
+        )
+    _echo(f"wrote {len(images)} predictions to {out}")
+    return 0
 
 
 def _frame_arg(text: str) -> int | str:
@@ -1346,7 +1417,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "predict", help="segment an image with a trained model")
     p.add_argument("--model", required=True)
-    p.add_argument("--image", help="NIfTI, PNG or a folder of PNGs")
+    p.add_argument(
+        "--image",
+        nargs="+",
+        metavar="IMG",
+        help="NIfTI, PNG or a folder of PNGs; several NIfTI files, or a folder of them, predict a cohort into the "
+        "--out folder (each output named as its image)",
+    )
     p.add_argument(
         "--frame",
         type=_frame_arg,

@@ -233,6 +233,54 @@ def test_predict_every_frame_of_a_cine(tmp_path: Path, capsys: pytest.CaptureFix
     assert_one_line_error(code, err, "--scribbles belong to one frame")
 
 
+def test_predict_a_cohort_into_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Several NIfTI images (or a folder of them) go into --out DIR under their own names, each as
+    a one-image predict writes it; a damaged file is named and skipped, the rest still written."""
+    data = tmp_path / "cohort"
+    data.mkdir()
+    images = []
+    for s in range(3):
+        ph = toy.cardiac_phantom(n_slices=2 + s, size=48, seed=s)
+        images.append(io.write_nifti(data / f"case{s}.nii.gz", ph.image, AFFINE, spacing=SPACING))
+        if s == 0:
+            strokes = io.write_nifti(data / "case0_scribble.nii.gz", ph.scribbles, AFFINE, spacing=SPACING)
+    model = tmp_path / "m.pt"
+    code, _, err = run(capsys, "train", "--image", images[0], "--scribbles", strokes, "--out", model, *TINY)
+    assert code == 0, err
+    out = tmp_path / "pred"
+    code, text, err = run(capsys, "predict", "--model", model, "--image", *images, "--out", out, "--largest-component")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
+    assert f"wrote 3 predictions to {out}" in text
+    for src in images:
+        one = tmp_path / f"one_{src.name}"
+        code, _, err = run(capsys, "predict", "--model", model, "--image", src, "--out", one, "--largest-component")
+        assert code == 0, err
+        np.testing.assert_array_equal(io.read_nifti(out / src.name).data, io.read_nifti(one).data)
+    # A folder: its images, not its label files.
+    code, text, err = run(capsys, "predict", "--model", model, "--image", data, "--out", tmp_path / "pred2")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "pred2").iterdir()) == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
+    # Nothing is written over existing predictions or the images themselves.
+    code, _, err = run(capsys, "predict", "--model", model, "--image", *images, "--out", out)
+    assert_one_line_error(code, err, "already exists", "--overwrite")
+    code, _, err = run(capsys, "predict", "--model", model, "--image", *images, "--out", data, "--overwrite")
+    assert_one_line_error(code, err, "would overwrite the image")
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    # A damaged image among them: skipped and named, the others written, exit status 2.
+    broken = data / "case9.nii.gz"
+    broken.write_bytes(images[1].read_bytes()[:200])
+    code, _, err = run(capsys, "predict", "--model", model, "--image", *images, broken, "--out", tmp_path / "p3")
+    assert code == 2
+    assert "skipped case9.nii.gz" in err and "1 of 4 images could not be predicted (case9.nii.gz)" in err
+    assert sorted(p.name for p in (tmp_path / "p3").iterdir()) == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
+    assert all(before[p.name] == p.read_bytes() for p in data.iterdir() if p.name in before)
+    code, _, err = run(
+        capsys, "predict", "--model", model, "--image", images[0], strokes.with_suffix(".txt"), "--out", out
+    )
+    assert_one_line_error(code, err, "each must be a NIfTI file")
+
+
 def test_predict_with_a_foreign_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "model.pt"
     model.write_bytes(b"not a model")

@@ -11,7 +11,8 @@ widget can pick them without guessing from names:
 
 NIfTI layers also carry ``metadata["affine"]`` (4 x 4, nibabel's (x, y, z) order), ``"spacing"``
 ``(dz, dy, dx)`` in mm and ``"source_path"`` (the image file), so the writer can put labels back on
-the image's grid and refuse to write over the image itself.
+the image's grid and refuse to write over the image itself. An image that is one frame of a 4D
+cine also carries ``"frame"`` (0-based) and ``"frames"`` (how many the file holds).
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ def file_affine(layer: Any) -> Any:
     """The NIfTI affine a layer was read with (``metadata["affine"]``), or None."""
     meta = getattr(layer, "metadata", None)
     return meta.get("affine") if isinstance(meta, Mapping) else None
+
+
+def cine_frame(metadata: Mapping | None) -> tuple[int, int] | None:
+    """(frame, frames) of a layer that shows one frame of a 4D cine file, else None."""
+    if not isinstance(metadata, Mapping) or "frames" not in metadata or "source_path" not in metadata:
+        return None
+    return int(metadata.get("frame", 0)), int(metadata["frames"])
 
 
 def is_stack(metadata: Mapping | None) -> bool:

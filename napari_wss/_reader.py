@@ -121,17 +121,18 @@ def _read(path: str | Sequence[str]) -> list[LayerData]:
 # NIfTI
 
 
-def _read_volume(path: Path):  # type: ignore[no-untyped-def]
+def _read_volume(path: Path) -> tuple[Any, int]:
+    """The file's volume and how many time frames it holds; a 4D cine gives its first frame."""
     from napari_wss import io
 
-    try:
-        return io.read_nifti(path)
-    except InputError as exc:
-        if "time frames" not in str(exc):
-            raise
+    frames = io.nifti_frame_count(path)
+    if frames == 1:
+        return io.read_nifti(path), 1
     volume = io.read_nifti(path, frame=0)
-    _show_info(f"{path.name} is 4D (a cine sequence); opened its first time frame.")
-    return volume
+    _show_info(
+        f"{path.name} is a cine of {frames} time frames; opened frame 0. The widget's 'Cine frame' opens the others."
+    )
+    return volume, frames
 
 
 def read_nifti_layers(path: Path) -> list[LayerData]:
@@ -139,24 +140,37 @@ def read_nifti_layers(path: Path) -> list[LayerData]:
     from napari_wss import io
 
     if io.is_acdc_label_file(path):
-        volume = _read_volume(path)
+        volume, _ = _read_volume(path)
         stem = path.name.lower().removesuffix(".gz").removesuffix(".nii")
         role = _layers.ROLE_SCRIBBLES if stem.endswith("_scribble") else _layers.ROLE_GT
         return [_nifti_labels(volume, role, source=None)]
-    volume = _read_volume(path)
+    volume, frames = _read_volume(path)
+    return [image_layer_data(volume, path, frame=0, frames=frames), *_sibling_layers(path, volume)]
+
+
+def image_layer_data(volume: Any, path: Path, *, frame: int = 0, frames: int = 1) -> LayerData:
+    """An image layer for ``volume`` read from ``path`` (frame ``frame`` of ``frames`` for a cine)."""
     meta = _layers.nifti_metadata(
         _layers.ROLE_IMAGE, affine=volume.affine, spacing=volume.spacing, source_path=str(path)
     )
-    layers: list[LayerData] = [
-        (volume.data, {"name": _stem(path), "scale": volume.spacing, "metadata": meta, "colormap": "gray"}, "image")
-    ]
+    name = _stem(path)
+    if frames > 1:
+        meta.update(frame=frame, frames=frames)
+        name = f"{name} [frame {frame}]"
+    return (volume.data, {"name": name, "scale": volume.spacing, "metadata": meta, "colormap": "gray"}, "image")
+
+
+def _sibling_layers(path: Path, volume: Any) -> list[LayerData]:
+    from napari_wss import io
+
+    layers: list[LayerData] = []
     gt, scribble = io.acdc_siblings(path)
     for sibling, role in ((gt, _layers.ROLE_GT), (scribble, _layers.ROLE_SCRIBBLES)):
         if sibling is None:
             continue
         # A damaged or misaligned sibling is reported and left out; the image still opens.
         try:
-            labels = _read_volume(sibling)
+            labels, _ = _read_volume(sibling)
             io.check_same_grid(volume, labels, role)
         except InputError as exc:
             _show_error(f"{exc} {sibling.name} was not opened.")

@@ -122,6 +122,50 @@ class WssWidget(QWidget):
     def _on_image_changed(self, layer: Image | None) -> None:
         self.table.set_unit("mm²" if self.spacing_yx() is not None else "px")
         self.table.set_current_slice(self.current_slice())
+        cine = None if layer is None else _layers.cine_frame(layer.metadata)
+        for part in (self.frame_label, self.frame_box, self.open_frame_button):
+            part.setVisible(cine is not None)
+        if cine is not None:
+            self.frame_box.setRange(0, cine[1] - 1)
+            self.frame_box.setValue(cine[0])
+
+    def open_frame(self, frame: int) -> Image | None:
+        """Open frame ``frame`` of the picked image's cine file as an image layer of its own (on the
+        same grid) and pick it: it then gets its own scribbles and prediction, and two predicted
+        frames give the ejection fractions. A frame already open is picked, not read again."""
+        with user_errors():
+            image = self.image_layer()
+            cine = None if image is None else _layers.cine_frame(image.metadata)
+            if image is None or cine is None:
+                raise InputError("the picked image is not a frame of a 4D cine file")
+            source = image.metadata["source_path"]
+            for layer in self.viewer.layers:
+                meta = layer.metadata if isinstance(layer, Image) else None
+                if _layers.cine_frame(meta) == (frame, cine[1]) and meta.get("source_path") == source:
+                    self.image_picker.set_layer(layer)
+                    return layer
+            from pathlib import Path
+
+            from napari_wss import io
+            from napari_wss._reader import image_layer_data
+
+            path = Path(source)
+            volume = io.read_nifti(path, frame=frame)
+            data, kwargs, _ = image_layer_data(volume, path, frame=frame, frames=cine[1])
+            layer = self.viewer.add_image(data, **kwargs)
+            self.image_picker.set_layer(layer)
+            # Another frame's strokes must not train this one: its own scribble layer, or none yet.
+            own = [
+                lab
+                for lab in self.viewer.layers
+                if isinstance(lab, Labels)
+                and _layers.role_of(lab.metadata) == _layers.ROLE_SCRIBBLES
+                and _layers.cine_frame(lab.metadata) == (frame, cine[1])
+                and lab.metadata.get("source_path") == source
+            ]
+            self.scribble_picker.set_layer(own[-1] if own else None)
+            return layer
+        return None
 
     def _on_scribbles_changed(self, layer: Labels | None) -> None:
         if layer is None or self.runner.running:
@@ -156,6 +200,7 @@ class WssWidget(QWidget):
         if image is not None and (image.rgb or image.multiscale):
             kind = "an RGB image" if image.rgb else "a multiscale image"
             raise InputError(f"'{image.name}' is {kind}: open a greyscale, single-resolution image to train on")
+        _check_same_frame(image, scribbles)
         config = self.settings.config()
         priors = self.priors()
         img, scr = _session.check_inputs(
@@ -354,6 +399,18 @@ class WssWidget(QWidget):
         if not running:
             self.pause_button.setText("Pause")
         self.model.sync(running)
+
+
+def _check_same_frame(image: Image | None, scribbles: Labels | None) -> None:
+    """Refuse strokes painted on another frame of the same cine than the picked image shows."""
+    if image is None or scribbles is None:
+        return
+    a, b = _layers.cine_frame(image.metadata), _layers.cine_frame(scribbles.metadata)
+    if a is not None and b is not None and a != b:
+        raise InputError(
+            f"scribble layer '{scribbles.name}' was painted on frame {b[0]} but '{image.name}' is frame {a[0]}: "
+            "pick that frame's scribbles or press 'New scribble layer'"
+        )
 
 
 _warm_ups: list[threading.Thread] = []

@@ -61,11 +61,13 @@ class ClassActions:
             image = self.w.image_layer()
             if image is None:
                 raise InputError("no image is chosen: open an image first, then make a scribble layer for it")
-            meta = {k: image.metadata[k] for k in ("affine", "spacing", "source_path") if k in image.metadata}
+            keys = ("affine", "spacing", "source_path", "frame", "frames")
+            meta = {k: image.metadata[k] for k in keys if k in image.metadata}
             meta["wss"] = _layers.wss_meta(_layers.ROLE_SCRIBBLES, class_names=self.w.table.names())
+            cine = _layers.cine_frame(meta)
             layer = self.w.viewer.add_labels(
                 np.zeros(image.data.shape, dtype=np.uint8),
-                name="scribbles",
+                name="scribbles" if cine is None else f"scribbles [frame {cine[0]}]",
                 scale=image.scale,
                 translate=image.translate,
                 metadata=meta,

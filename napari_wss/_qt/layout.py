@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -65,6 +66,16 @@ def build_layout(w: WssWidget) -> None:
     layers.addWidget(QLabel("Ground truth"), 2, 0)
     layers.addWidget(w.gt_picker, 2, 1, 1, 2)
     w.gt_picker.setToolTip("Optional: dense labels for Dice in the plot and for 'Estimate bounds'")
+    # Shown for one frame of a 4D cine: open another frame as an image layer of its own.
+    w.frame_label = QLabel("Cine frame")
+    w.frame_box = QSpinBox()
+    w.frame_box.setToolTip("The time frame of the cine file to open (0-based)")
+    w.open_frame_button = _button(
+        "Open frame", lambda: w.open_frame(w.frame_box.value()), "Open this frame of the cine as a new image layer"
+    )
+    layers.addWidget(w.frame_label, 3, 0)
+    layers.addWidget(w.frame_box, 3, 1)
+    layers.addWidget(w.open_frame_button, 3, 2)
     layers_box = QGroupBox("Layers")
     layers_box.setLayout(layers)
 

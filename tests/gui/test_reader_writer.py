@@ -95,7 +95,9 @@ def test_4d_file_opens_its_first_frame(tmp_path: Path, notes) -> None:  # type: 
     layers = _reader.napari_get_reader(str(path))(str(path))  # type: ignore[misc]
     assert len(layers) == 1 and layers[0][0].shape == (3, 5, 6)
     np.testing.assert_array_equal(layers[0][0], data[..., 0].transpose(2, 1, 0))
-    assert notes.has("first time frame", "info")
+    assert notes.has("cine of 2 time frames; opened frame 0", "info")
+    meta = layers[0][1]["metadata"]
+    assert (meta["frame"], meta["frames"]) == (0, 2) and layers[0][1]["name"] == "cine_4d [frame 0]"
 
 
 def test_png_dataset_folder_opens_image_gt_and_scribbles(make_napari_viewer, tmp_path: Path) -> None:

@@ -263,3 +263,47 @@ def test_strokes_off_the_image_grid_are_not_used() -> None:
     same = _strokes_on(img, SimpleNamespace(data=strokes, metadata={"affine": eye}))
     assert same is not None and same is not strokes
     np.testing.assert_array_equal(same, strokes)
+
+
+def test_cine_frames_open_as_their_own_images_with_their_own_strokes(  # type: ignore[no-untyped-def]
+    make_widget, gui, qtbot, notes, tmp_path: Path
+) -> None:
+    """A 4D cine opens its frame 0; 'Open frame' adds another frame on the same grid as an image of
+    its own. Strokes painted on one frame never train another, and nothing writes to the file."""
+    from napari_wss import io, toy
+
+    frames = [toy.cardiac_phantom(n_slices=3, size=48, seed=s) for s in range(3)]
+    path = io.write_nifti(tmp_path / "cine.nii.gz", np.stack([f.image for f in frames]), np.diag([1.5, 1.5, 8, 1]))
+    source = path.read_bytes()
+    viewer, widget = make_widget()
+    assert not widget.open_frame_button.isVisibleTo(widget)  # shown for cines only
+    viewer.open(str(path), plugin="napari-wss")
+    first = viewer.layers["cine [frame 0]"]
+    assert notes.has("cine of 3 time frames", "info")
+    widget.image_picker.set_layer(first)
+    assert widget.open_frame_button.isVisibleTo(widget) and widget.frame_box.maximum() == 2
+    strokes = widget.classes.new_scribble_layer()
+    assert strokes.name == "scribbles [frame 0]" and strokes.metadata["frame"] == 0
+    strokes.data = frames[0].scribbles.copy()
+    painted = gui.digest(strokes.data)
+    gui.train_and_wait(widget)
+    assert widget.state is not None and not notes.errors()
+
+    third = widget.open_frame(2)
+    assert third is not None and third.name == "cine [frame 2]" and widget.image_layer() is third
+    np.testing.assert_array_equal(third.data, io.read_nifti(path, frame=2).data)
+    assert third.metadata["frame"] == 2 and tuple(third.scale) == tuple(first.scale)
+    assert widget.scribble_layer() is None  # frame 0's strokes are not frame 2's
+    widget.scribble_picker.set_layer(strokes)
+    widget.train()
+    assert not widget.runner.running
+    assert "painted on frame 0 but 'cine [frame 2]' is frame 2" in notes.errors()[-1]
+    assert widget.model.predict() is not None
+    qtbot.waitUntil(lambda: widget.model.predict_worker is None, timeout=TIMEOUT)
+    assert widget.prediction_layer.name == "prediction (cine [frame 2])"
+    assert widget.prediction_layer.data.shape == third.data.shape
+
+    n_layers = len(viewer.layers)
+    assert widget.open_frame(0) is first and len(viewer.layers) == n_layers  # an open frame is picked again
+    assert widget.scribble_layer() is strokes
+    assert gui.digest(strokes.data) == painted and path.read_bytes() == source

@@ -131,37 +131,37 @@ class WssWidget(QWidget):
 
     def open_frame(self, frame: int) -> Image | None:
         """Open frame ``frame`` of the picked image's cine file as an image layer of its own (on the
-        same grid) and pick it: it then gets its own scribbles and prediction, and two predicted
-        frames give the ejection fractions. A frame already open is picked, not read again."""
+        same grid) and pick it with that frame's own scribble layer, or none: strokes of another
+        frame must not train it. Two predicted frames give the ejection fractions. A frame already
+        open is picked, not read again."""
         with user_errors():
+            if self.runner.running:
+                raise InputError("training is running: stop it before opening another frame")
             image = self.image_layer()
             cine = None if image is None else _layers.cine_frame(image.metadata)
             if image is None or cine is None:
                 raise InputError("the picked image is not a frame of a 4D cine file")
             source = image.metadata["source_path"]
-            for layer in self.viewer.layers:
-                meta = layer.metadata if isinstance(layer, Image) else None
-                if _layers.cine_frame(meta) == (frame, cine[1]) and meta.get("source_path") == source:
-                    self.image_picker.set_layer(layer)
-                    return layer
-            from pathlib import Path
 
-            from napari_wss import io
-            from napari_wss._reader import image_layer_data
+            def of_frame(layer: Any, kind: type) -> bool:
+                meta = layer.metadata if isinstance(layer, kind) else None
+                return _layers.cine_frame(meta) == (frame, cine[1]) and meta.get("source_path") == source
 
-            path = Path(source)
-            volume = io.read_nifti(path, frame=frame)
-            data, kwargs, _ = image_layer_data(volume, path, frame=frame, frames=cine[1])
-            layer = self.viewer.add_image(data, **kwargs)
+            layer = next((lay for lay in self.viewer.layers if of_frame(lay, Image)), None)
+            if layer is None:
+                from pathlib import Path
+
+                from napari_wss import io
+                from napari_wss._reader import image_layer_data
+
+                volume = io.read_nifti(Path(source), frame=frame)
+                data, kwargs, _ = image_layer_data(volume, Path(source), frame=frame, frames=cine[1])
+                layer = self.viewer.add_image(data, **kwargs)
             self.image_picker.set_layer(layer)
-            # Another frame's strokes must not train this one: its own scribble layer, or none yet.
             own = [
                 lab
                 for lab in self.viewer.layers
-                if isinstance(lab, Labels)
-                and _layers.role_of(lab.metadata) == _layers.ROLE_SCRIBBLES
-                and _layers.cine_frame(lab.metadata) == (frame, cine[1])
-                and lab.metadata.get("source_path") == source
+                if of_frame(lab, Labels) and _layers.role_of(lab.metadata) == _layers.ROLE_SCRIBBLES
             ]
             self.scribble_picker.set_layer(own[-1] if own else None)
             return layer

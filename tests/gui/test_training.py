@@ -286,8 +286,11 @@ def test_cine_frames_open_as_their_own_images_with_their_own_strokes(  # type: i
     assert strokes.name == "scribbles [frame 0]" and strokes.metadata["frame"] == 0
     strokes.data = frames[0].scribbles.copy()
     painted = gui.digest(strokes.data)
-    gui.train_and_wait(widget)
-    assert widget.state is not None and not notes.errors()
+    widget.train()
+    assert widget.runner.running and widget.open_frame(1) is None  # not while training
+    assert "stop it before opening another frame" in notes.errors()[-1]
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=TIMEOUT)
+    assert widget.state is not None and widget.image_layer() is first
 
     third = widget.open_frame(2)
     assert third is not None and third.name == "cine [frame 2]" and widget.image_layer() is third
@@ -303,7 +306,8 @@ def test_cine_frames_open_as_their_own_images_with_their_own_strokes(  # type: i
     assert widget.prediction_layer.name == "prediction (cine [frame 2])"
     assert widget.prediction_layer.data.shape == third.data.shape
 
+    widget.scribble_picker.set_layer(None)
     n_layers = len(viewer.layers)
     assert widget.open_frame(0) is first and len(viewer.layers) == n_layers  # an open frame is picked again
-    assert widget.scribble_layer() is strokes
+    assert widget.scribble_layer() is strokes  # with its own strokes
     assert gui.digest(strokes.data) == painted and path.read_bytes() == source

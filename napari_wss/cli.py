@@ -178,9 +178,16 @@ def _looks_like_acdc(p: Path) -> bool:
     return True
 
 
-def load_map(path: str | os.PathLike[str], image: Loaded, *, what: str) -> np.ndarray:
-    """Read scribbles or labels and check they lie on the image's grid."""
-    m = load_image(path, what=what)
+def load_map(path: str | os.PathLike[str], image: Loaded, *, what: str, frame: int | None = None) -> np.ndarray:
+    """Read scribbles or labels and check they lie on the image's grid. ``frame``: the image's
+    time frame (``--frame``), taken from the map too when it is a 4D file."""
+    if frame is not None and Path(path).is_file() and _is_nifti(Path(path)):
+        from napari_wss import io
+
+        frame = frame if io.nifti_frame_count(path) > 1 else None
+    else:
+        frame = None
+    m = load_image(path, what=what, frame=frame)
     if m.data.shape != image.data.shape:
         raise InputError(
             f"{what} {m.path.name} has shape {m.data.shape} but the image {image.path.name} has shape "
@@ -325,9 +332,9 @@ def _train_volumes(args: argparse.Namespace, need_scribbles: bool) -> list[_Trai
         img = load_image(path, spacing=args.spacing, frame=args.frame)
         scr = lab = None
         if args.scribbles:
-            scr = load_map(args.scribbles[i], img, what="scribbles")
+            scr = load_map(args.scribbles[i], img, what="scribbles", frame=args.frame)
         if args.labels:
-            lab = load_map(args.labels[i], img, what="labels")
+            lab = load_map(args.labels[i], img, what="labels", frame=args.frame)
         if img.layout is not None:  # the seed's PNG layout carries its weak labels and masks
             if scr is None and img.layout["weak"] is not None:
                 scr = load_map(img.layout["weak"], img, what="scribbles")
@@ -458,7 +465,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> int:
             else:
                 if len(vols) > 1:
                     raise InputError("--estimate-bounds-from FILE works with one image; use 'gt' with several")
-                estimates[i] = load_map(args.estimate_bounds_from, v.image, what="ground truth")
+                estimates[i] = load_map(args.estimate_bounds_from, v.image, what="ground truth", frame=args.frame)
             estimates[i] = check_labels(estimates[i], len(names), v.image.data.shape)
 
     default_weights = PENALTY_WEIGHTS[Penalty(args.penalty)]
@@ -630,7 +637,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise InputError("--scribbles chooses the objects --largest-component keeps: add --largest-component")
         from napari_wss.data import absent_classes, check_scribbles
 
-        marks = check_scribbles(load_map(args.scribbles, img, what="scribbles"), state.num_classes)
+        marks = check_scribbles(load_map(args.scribbles, img, what="scribbles", frame=args.frame), state.num_classes)
         n = marks.shape[0] if marks.ndim == 3 else 1
         absent = absent_classes(n, state.num_classes, scribbles=marks)  # as the widget's Predict volume
     heart = _heart_rules(args, img.spacing)

@@ -205,6 +205,16 @@ def test_predict_every_frame_of_a_cine(tmp_path: Path, capsys: pytest.CaptureFix
     assert "frame by frame" in out and "end-diastole = frame" in out
     assert all(f"\n{t} " in out for t in range(3))  # a row per frame
 
+    # Strokes kept as a 4D file too: --frame takes the same frame of them (a 3D file is taken as it is).
+    strokes4d = io.write_nifti(tmp_path / "scr4d.nii.gz", np.stack([f.scribbles for f in frames]), AFFINE)
+    image1 = cli.load_image(cine, frame=1)
+    np.testing.assert_array_equal(cli.load_map(strokes4d, image1, what="scribbles", frame=1), frames[1].scribbles)
+    np.testing.assert_array_equal(cli.load_map(strokes, image1, what="scribbles", frame=1), frames[0].scribbles)
+    code, _, err = run(
+        capsys, "train", "--image", cine, "--frame", "1", "--scribbles", strokes4d, "--out", tmp_path / "m1.pt", *TINY
+    )
+    assert code == 0, err
+
     code, _, err = run(capsys, "predict", "--model", model, "--image", cine, "--frame", "all", "--out", out_path)
     assert_one_line_error(code, err, "already exists")
     code, _, err = run(

@@ -720,7 +720,7 @@ def _predict_cohort(args: argparse.Namespace, state: Any, images: list[Path]) ->
     failed = []
     for src, target in zip(images, targets):
         try:
-            img = load_image(src, frame=args.frame if isinstance(args.frame, int) else None)
+            img = load_image(src, frame=args.frame)
             labels = predict_volume(
                 state, img.data, device=args.device, largest_component=keep, **_heart_rules(args, img.spacing)
             )

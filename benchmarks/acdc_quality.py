@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from acdc_pack import (
     DEFAULT_PACK,
     NAMES,
@@ -64,11 +65,14 @@ ROWS: dict[str, tuple[dict, str]] = {
 }
 
 
-def row_config(name: str, base: TrainConfig, crf_weight: float = 0.0) -> tuple[TrainConfig, str]:
+def row_config(
+    name: str, base: TrainConfig, crf_weight: float = 0.0, size_scale: float = 1.0
+) -> tuple[TrainConfig, str]:
+    """The row's config and priors; ``size_scale`` multiplies its size weight (prior rows only)."""
     changes, priors = ROWS[name]
     kind = changes.get("penalty", base.penalty.value)
     size_w, centroid_w = PENALTY_WEIGHTS[Penalty(kind)]
-    weights = {} if kind == "none" else {"size_weight": size_w, "centroid_weight": centroid_w}
+    weights = {} if kind == "none" else {"size_weight": size_w * size_scale, "centroid_weight": centroid_w}
     merged = {"mode": "constrained", **weights, **changes}
     if "crf_weight" in changes and crf_weight:  # --crf-weight overrides the row's
         merged["crf_weight"] = crf_weight
@@ -139,6 +143,7 @@ def _record(name: str, fold: int, summary: dict, cfg: TrainConfig, train_s: floa
         "steps": cfg.steps,
         "penalty_warmup": cfg.penalty_warmup,
         "crf_weight": cfg.crf_weight,
+        "size_weight": cfg.size_weight,
         "absence_weight": cfg.absence_weight,
         "rotate": cfg.rotate,
         "zoom": cfg.zoom,
@@ -163,12 +168,13 @@ def run_one(
     band: int | None = None,
     second_lr: float = 0.0,
     bins: int = 1,
+    size_scale: float = 1.0,
 ) -> list[dict]:
     """The row's record, then one per ``pseudo`` entry: the same model trained ``second_press``
     more steps, on its own confident predictions as strokes (a confidence) or as it was (None)."""
     train_vols, test_vols = pack.fold_volumes(fold)
     slices = pack.slices_of(train_vols)
-    cfg, priors = row_config(name, base, crf_weight)
+    cfg, priors = row_config(name, base, crf_weight, size_scale)
     sizes, cents = bounds_for(pack, slices, priors, train_vols, bins)
     data = dataset(pack, slices, sizes, cents)
     if bins > 1 and priors in ("size", "size+centroid"):
@@ -178,6 +184,7 @@ def run_one(
     state = _train(data, cfg)
     train_s = time.perf_counter() - start
     records = [_record(name, fold, _score(state.model.to(device), pack, test_vols, pool), cfg, train_s, len(test_vols))]
+    records[0]["size_binding"] = _size_binding(state.model, pack, slices, sizes)
     press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr) if pseudo else cfg  # no press: unused
     for confidence in pseudo:
         second = copy.deepcopy(state)
@@ -209,6 +216,35 @@ def run_one(
     for rec in records:
         rec["position_bins"] = bins
     return records
+
+
+@torch.no_grad()
+def _size_binding(model: torch.nn.Module, pack: Pack, slices: np.ndarray, sizes: np.ndarray) -> dict:
+    """Whether the size bounds bind on the slices the model trained on: per class, the summed soft
+    area (probabilities) and hard area (arg-max) over the true area, on the slices that hold the
+    class, and the share of those slices whose soft area ends above the upper bound it trained with."""
+    from napari_wss.training import predict_slices
+
+    soft, hard = [], []
+    for i in range(0, len(slices), 128):
+        probs = predict_slices(model, pack.images[slices[i : i + 128]])
+        soft.append(probs.sum(dim=(2, 3)).cpu().numpy())
+        hard.append(F.one_hot(probs.argmax(1), K).sum(dim=(1, 2)).cpu().numpy())
+    soft_a, hard_a = np.concatenate(soft), np.concatenate(hard)
+    true_a = np.stack([(pack.labels[slices] == c).sum(axis=(1, 2)) for c in range(K)], axis=1)
+    out = {}
+    for c in range(1, K):
+        m = true_a[:, c] > 0
+        upper = sizes[m, c, 1]
+        bounded = np.isfinite(upper)
+        out[NAMES[c]] = {
+            "soft_over_true": round(float(soft_a[m, c].sum() / true_a[m, c].sum()), 3),
+            "hard_over_true": round(float(hard_a[m, c].sum() / true_a[m, c].sum()), 3),
+            "soft_above_upper": round(float((soft_a[m, c][bounded] > upper[bounded]).mean()), 3)
+            if bounded.any()
+            else None,
+        }
+    return out
 
 
 def _train_dice(strokes: np.ndarray, data) -> list[float]:
@@ -293,6 +329,9 @@ def main() -> None:
         help="below --pack's size, a shrunk pixel keeps a stroke only if strokes cover this share of it (0 = any)",
     )
     ap.add_argument("--seed", type=int, default=0, help="seeds the network's initialisation and the batches")
+    ap.add_argument(
+        "--size-scale", type=float, default=1.0, help="multiply the prior rows' size weight by this (1 = the defaults)"
+    )
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
@@ -345,6 +384,7 @@ def main() -> None:
             args.pseudo_band,
             args.second_lr,
             args.position_bins,
+            args.size_scale,
         )
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)

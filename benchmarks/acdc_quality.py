@@ -62,6 +62,7 @@ ROWS: dict[str, tuple[dict, str]] = {
     "size+centroid-barrier+crf": ({"penalty": "log-barrier", "crf_weight": 1.0}, "size+centroid"),
     "size+centroid-quad+crf": ({"penalty": "quadratic", "crf_weight": 1.0}, "size+centroid"),
     "oracle-quad": ({"penalty": "quadratic", "centroid_weight": 0.0}, "oracle"),
+    "oracle-barrier": ({"penalty": "log-barrier", "centroid_weight": 0.0}, "oracle"),
 }
 
 

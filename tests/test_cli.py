@@ -187,19 +187,19 @@ def test_predict_every_frame_of_a_cine(tmp_path: Path, capsys: pytest.CaptureFix
     model = tmp_path / "m.pt"
     code, _, err = run(capsys, "train", "--image", first, "--scribbles", strokes, "--out", model, *TINY)
     assert code == 0, err
+
+    def predict(image: Path, frame: object, out: Path, *extra: object) -> tuple[int, str, str]:
+        return run(capsys, "predict", "--model", model, "--image", image, "--frame", frame, "--out", out, *extra)
+
     out_path = tmp_path / "pred4d.nii.gz"
-    code, out, err = run(
-        capsys, "predict", "--model", model, "--image", cine, "--frame", "all", "--out", out_path, "--largest-component"
-    )
+    code, out, err = predict(cine, "all", out_path, "--largest-component")
     assert code == 0, err
     written, step = io.read_nifti_frames(out_path)
     assert len(written) == 3 and step == pytest.approx(33.0)
     np.testing.assert_allclose(written[0].affine, AFFINE)
     for t in range(3):
         one = tmp_path / f"p{t}.nii.gz"
-        code, _, err = run(
-            capsys, "predict", "--model", model, "--image", cine, "--frame", t, "--out", one, "--largest-component"
-        )
+        code, _, err = predict(cine, t, one, "--largest-component")
         assert code == 0, err
         np.testing.assert_array_equal(written[t].data, io.read_nifti(one).data)
     assert "frame by frame" in out and "end-diastole = frame" in out
@@ -215,31 +215,13 @@ def test_predict_every_frame_of_a_cine(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert code == 0, err
 
-    code, _, err = run(capsys, "predict", "--model", model, "--image", cine, "--frame", "all", "--out", out_path)
+    code, _, err = predict(cine, "all", out_path)
     assert_one_line_error(code, err, "already exists")
-    code, _, err = run(
-        capsys, "predict", "--model", model, "--image", first, "--frame", "all", "--out", tmp_path / "x.nii.gz"
-    )
+    code, _, err = predict(first, "all", tmp_path / "x.nii.gz")
     assert_one_line_error(code, err, "not a 4D cine", "leave out --frame all")
-    code, _, err = run(
-        capsys, "predict", "--model", model, "--image", cine, "--frame", "all", "--out", tmp_path / "x.png"
-    )
+    code, _, err = predict(cine, "all", tmp_path / "x.png")
     assert_one_line_error(code, err, "4D NIfTI")
-    code, _, err = run(
-        capsys,
-        "predict",
-        "--model",
-        model,
-        "--image",
-        cine,
-        "--frame",
-        "all",
-        "--out",
-        tmp_path / "y.nii.gz",
-        "--largest-component",
-        "--scribbles",
-        strokes,
-    )
+    code, _, err = predict(cine, "all", tmp_path / "y.nii.gz", "--largest-component", "--scribbles", strokes)
     assert_one_line_error(code, err, "--scribbles belong to one frame")
 
 

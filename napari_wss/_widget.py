@@ -123,7 +123,7 @@ class WssWidget(QWidget):
         self.table.set_unit("mm²" if self.spacing_yx() is not None else "px")
         self.table.set_current_slice(self.current_slice())
         cine = None if layer is None else _layers.cine_frame(layer.metadata)
-        for part in (self.frame_label, self.frame_box, self.open_frame_button):
+        for part in (self.frame_label, self.frame_box, self.open_frame_button, self.predict_cine_button):
             part.setVisible(cine is not None)
         if cine is not None:
             self.frame_box.setRange(0, cine[1] - 1)

@@ -1,4 +1,5 @@
-"""The widget's model buttons: Predict volume, New model, Save / Load model, Export prediction.
+"""The widget's model buttons: Predict volume, Predict all frames (of a cine), New model, Save / Load
+model, Export prediction.
 
 Each ``*_dialog`` method asks for a file and calls the plain method, which tests call directly.
 Prediction runs in a worker thread; a model is saved as one checkpoint file (weights, config,
@@ -7,10 +8,12 @@ class names and bounds) by :func:`napari_wss.training.save_checkpoint`.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.layers import Image, Labels
 from napari.utils import notifications
 from qtpy.QtWidgets import QFileDialog
 
@@ -35,6 +38,7 @@ class ModelActions:
         has_model = w.state is not None
         busy = running or self.predict_worker is not None
         w.predict_button.setEnabled(has_model and not busy)
+        w.predict_cine_button.setEnabled(has_model and not busy)
         w.save_button.setEnabled(has_model and not busy)
         w.new_model_button.setEnabled(has_model and not busy)
         w.load_button.setEnabled(not busy)
@@ -160,6 +164,95 @@ class ModelActions:
                 text += f" With '{others[0].name}' as the other frame: {', '.join(efs)}."
         return text
 
+    def predict_cine(self) -> Any:
+        """Segment every frame of the picked frame's cine file (in a worker) into one 4D prediction
+        layer, shown over a 4D image of the cine, with the same clean-up as Predict volume (the
+        strokes belong to one frame, so each class keeps its largest object); returns the worker.
+        The status line then names end-diastole and end-systole (the frames of the largest and
+        smallest LV) and gives the indices of the two."""
+        with user_errors():
+            self._guard()
+            w = self.w
+            if w.state is None:
+                raise InputError("there is no model yet: press Train or Load model first")
+            image = w.image_layer()
+            cine = None if image is None else _layers.cine_frame(image.metadata)
+            if image is None or cine is None:
+                raise InputError("the picked image is not a frame of a 4D cine file: Predict volume segments it")
+            from napari.qt.threading import create_worker
+
+            wall = self.wall_limit(w.state.class_names)
+            worker = create_worker(
+                _predict_frames,
+                w.state,
+                image.metadata["source_path"],
+                np.shape(image.data),
+                device=w.settings.device.currentText(),
+                largest_component=self.islands(image),
+                lv_hull=self.lv_hull(w.state.class_names),
+                max_wall_mm=None if wall is None else wall[0],
+                spacing_yx=None if wall is None else wall[1],
+                _start_thread=False,
+                _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
+            )
+            worker.yielded.connect(lambda at: w.status.setText(f"Predicting frame {at[0] + 1} of {at[1]}…"))
+            worker.returned.connect(lambda result: self._on_cine_predicted(image, *result))
+            worker.finished.connect(self._on_predict_finished)
+            self.predict_worker = worker
+            w.status.setText(f"Reading the {cine[1]} frames of {Path(image.metadata['source_path']).name}…")
+            self.sync(False)
+            worker.start()
+            return worker
+        return None
+
+    def _on_cine_predicted(self, image: Any, frames: np.ndarray, labels: np.ndarray, step: float) -> None:
+        """Show the cine and its labels as 4D layers (made once per cine, then refilled), go to
+        end-diastole and report the volume curve's phases and indices."""
+        from napari_wss.metrics import cine_indices, class_volumes_ml
+
+        w = self.w
+        viewer = w.viewer
+        source = image.metadata["source_path"]
+        stem = image.name.split(" [frame ")[0]
+        meta = {k: image.metadata[k] for k in ("affine", "spacing", "source_path") if k in image.metadata}
+        meta["frame_step"] = step
+        place = {"scale": (1.0, *image.scale), "translate": (0.0, *image.translate)}
+        names = list(w.state.class_names)
+
+        def of_cine(layer: Any, kind: type, shape: tuple[int, ...]) -> bool:
+            m = layer.metadata if isinstance(layer, kind) else None
+            return bool(m) and m.get("cine_of") == source and layer.data.shape == shape
+
+        movie = next((lay for lay in viewer.layers if of_cine(lay, Image, frames.shape)), None)
+        if movie is None:  # the frames under their labels: each frame's prediction lies on its own frame
+            movie = viewer.add_image(
+                frames, name=f"{stem} [all frames]", colormap="gray", metadata={**meta, "cine_of": source}, **place
+            )
+        layer = next((lay for lay in viewer.layers if of_cine(lay, Labels, labels.shape)), None)
+        if layer is None:
+            kwargs = _layers.labels_kwargs(
+                f"{stem} prediction [all frames]",
+                _layers.ROLE_PREDICTION,
+                class_names=names,
+                scale=place["scale"],
+                metadata={**meta, "cine_of": source},
+            )
+            layer = viewer.add_layer(Labels(labels, translate=place["translate"], **kwargs))
+        else:
+            layer.data = labels
+        layer.colormap = _layers.label_colormap(w.table.colors())
+        spacing = tuple(float(s) for s in image.metadata["spacing"])
+        ml = np.stack([class_volumes_ml(frame, len(names), spacing) for frame in labels])
+        layer.metadata["frame_volumes_ml"] = [{n: float(v) for n, v in zip(names, row)} for row in ml]
+        indices, ed, es = cine_indices(ml, names)
+        w.plot.show_volumes(ml, ed, es, names, w.table.colors())
+        text = f"Predicted all {len(labels)} frames into '{layer.name}'."
+        if ed is not None:
+            viewer.dims.set_current_step(0, ed)
+            text += f" End-diastole = frame {ed}, end-systole = frame {es} (largest and smallest ventricle)"
+            text += f": {describe_indices(indices)}. Showing end-diastole."
+        w.status.setText(text)
+
     def _on_predict_finished(self) -> None:
         self.predict_worker = None
         self.sync(self.w.runner.running)
@@ -207,7 +300,9 @@ class ModelActions:
     def export(self, path: str | Path) -> list[str]:
         """Write the prediction layer through the plugin's writer (NIfTI on the image's affine, or PNG)."""
         with user_errors():
-            layer = self.w.prediction_layer
+            chosen = self.w.viewer.layers.selection.active  # a prediction chosen in the layer list (a cine's)
+            is_prediction = isinstance(chosen, Labels) and _layers.role_of(chosen.metadata) == _layers.ROLE_PREDICTION
+            layer = chosen if is_prediction else self.w.prediction_layer
             if layer is None or layer not in self.w.viewer.layers:
                 raise InputError("there is no prediction to export yet: press Train or Predict volume first")
             written = layer.save(str(path), plugin="napari-wss")
@@ -241,6 +336,41 @@ class ModelActions:
         path = self._ask(True, "Export prediction", LABELS_FILTER, suggestion or "prediction.nii.gz")
         if path:
             self.export(path)
+
+
+def _predict_frames(
+    state: Any, source: str, shape: tuple[int, ...], **options: Any
+) -> Generator[tuple[int, int], None, tuple[np.ndarray, np.ndarray, float]]:
+    """The worker of Predict all frames: read the cine once, then predict frame by frame (yielding
+    (frame, frames) before each); returns the frames, their labels ``(T, Z, Y, X)`` and the time step."""
+    from napari_wss import io
+    from napari_wss.training import predict_volume
+
+    frames, step = io.read_nifti_frames(source)
+    if frames[0].data.shape != tuple(shape):
+        raise InputError(
+            f"{Path(source).name} now holds frames of shape {frames[0].data.shape}, not the open frame's "
+            f"{tuple(shape)}: the file changed on disk; open it again"
+        )
+    labels = []
+    for t, vol in enumerate(frames):
+        yield t, len(frames)
+        labels.append(np.asarray(predict_volume(state, vol.data, **options)))
+    return np.stack([vol.data for vol in frames]), np.stack(labels), step
+
+
+def describe_indices(indices: dict[str, float]) -> str:
+    """The cardiac indices in one line: ``LV EDV 150.2 mL, ESV 60.1 mL, EF 60.0 %; RV …; myocardial mass 120.3 g``."""
+    parts = []
+    for cav in ("LV", "RV"):
+        if f"{cav} EDV" in indices:
+            values = [f"EDV {indices[f'{cav} EDV']:.1f} mL", f"ESV {indices[f'{cav} ESV']:.1f} mL"]
+            ef = indices[f"{cav} EF"]
+            values.append(f"EF {ef:.1f} %" if np.isfinite(ef) else "EF –")
+            parts.append(f"{cav} " + ", ".join(values))
+    if "myo mass" in indices:
+        parts.append(f"myocardial mass {indices['myo mass']:.1f} g")
+    return "; ".join(parts)
 
 
 def _other_file_grid(a: Any, b: Any) -> bool:

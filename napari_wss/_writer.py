@@ -73,6 +73,7 @@ def write_labels_nifti(path: str, data: Any, meta: dict) -> list[str]:
             spacing=spacing,
             source=_metadata(meta).get("source_path"),
             overwrite=True,
+            frame_step=float(_metadata(meta).get("frame_step") or 0.0),  # a cine's time step, kept
         )
     except InputError as exc:
         _notify(str(exc))

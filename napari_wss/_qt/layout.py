@@ -73,9 +73,17 @@ def build_layout(w: WssWidget) -> None:
     w.open_frame_button = _button(
         "Open frame", lambda: w.open_frame(w.frame_box.value()), "Open this frame of the cine as a new image layer"
     )
+    w.predict_cine_button = _button(
+        "Predict all frames",
+        lambda: w.model.predict_cine(),
+        "Segment every frame of the cine with the current model into one 4D prediction layer, shown over the "
+        "cine, and report end-diastole and end-systole (the frames of the largest and smallest LV) with the "
+        "volumes, ejection fractions and myocardial mass",
+    )
     layers.addWidget(w.frame_label, 3, 0)
     layers.addWidget(w.frame_box, 3, 1)
     layers.addWidget(w.open_frame_button, 3, 2)
+    layers.addWidget(w.predict_cine_button, 4, 1, 1, 2)
     layers_box = QGroupBox("Layers")
     layers_box.setLayout(layers)
 

@@ -35,6 +35,11 @@ def _short(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _inner(rect: QRectF) -> QRectF:
+    """A panel's plotting area: room for the title above, tick labels left and names below."""
+    return rect.adjusted(40, 18, -8, -16)
+
+
 class LivePlot(QWidget):
     def __init__(self) -> None:
         super().__init__()
@@ -55,6 +60,17 @@ class LivePlot(QWidget):
         self._dice: list[np.ndarray] = []
         self._sizes: np.ndarray | None = None
         self._bounds: np.ndarray | None = None
+        self.volume_curves: tuple[np.ndarray, int | None, int | None] | None = None
+        self.update()
+
+    def show_volumes(
+        self, ml: np.ndarray, ed: int | None, es: int | None, names: Sequence[str], colors: Sequence[str]
+    ) -> None:
+        """Show a cine's class volumes frame by frame ``(T, K)`` in mL, end-diastole and end-systole
+        marked, in place of the training panels until the next :meth:`reset` (a new Train)."""
+        self._names = list(names)
+        self._colors = [QColor(c) for c in colors]
+        self.volume_curves = (np.asarray(ml, dtype=float), ed, es)
         self.update()
 
     def set_colors(self, colors: Sequence[str]) -> None:
@@ -99,6 +115,10 @@ class LivePlot(QWidget):
         font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
         p.setFont(font)
         w, h = self.width(), self.height()
+        if self.volume_curves is not None:
+            self._volume_panel(p, QRectF(0, 0, w, h))
+            p.end()
+            return
         half_w, half_h = w / 2, h / 2
         panels = [QRectF(0, 0, half_w, half_h), QRectF(half_w, 0, half_w, half_h)]
         panels += [QRectF(0, half_h, half_w, half_h), QRectF(half_w, half_h, half_w, half_h)]
@@ -136,7 +156,7 @@ class LivePlot(QWidget):
     def _frame(self, p: QPainter, rect: QRectF, title: str) -> QRectF:
         p.setPen(QPen(QColor("#9ca3af")))
         p.drawText(rect.adjusted(4, 2, -4, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, title)
-        inner = rect.adjusted(40, 18, -8, -16)
+        inner = _inner(rect)
         p.setPen(QPen(QColor("#4b5563")))
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawRect(inner)
@@ -217,3 +237,26 @@ class LivePlot(QWidget):
             p.setPen(QPen(QColor("#9ca3af")))
             name = self._names[c] if c < len(self._names) else str(c)
             p.drawText(QRectF(cx - slot / 2, inner.bottom() + 1, slot, 14), Qt.AlignmentFlag.AlignHCenter, name)
+
+    def _volume_panel(self, p: QPainter, rect: QRectF) -> None:
+        assert self.volume_curves is not None
+        ml, ed, es = self.volume_curves
+        frames = np.arange(len(ml), dtype=float)
+        fg = [c for c in range(1, ml.shape[1]) if c < len(self._names)]
+        self._lines(
+            p,
+            rect,
+            "volume per frame (mL)",
+            frames,
+            {self._names[c]: ml[:, c] for c in fg},
+            {self._names[c]: self._color(c) for c in fg},
+        )
+        inner = _inner(rect)
+        span = max(len(ml) - 1, 1)
+        for frame, tag in ((ed, "ED"), (es, "ES")):
+            if frame is None:
+                continue
+            x = inner.left() + frame / span * inner.width()
+            p.setPen(QPen(QColor("#9ca3af"), 1, Qt.PenStyle.DashLine))
+            p.drawLine(QPointF(x, inner.top()), QPointF(x, inner.bottom()))
+            p.drawText(QRectF(x - 30, inner.bottom() + 1, 60, 14), Qt.AlignmentFlag.AlignHCenter, f"{tag} {frame}")

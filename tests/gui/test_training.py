@@ -311,3 +311,108 @@ def test_cine_frames_open_as_their_own_images_with_their_own_strokes(  # type: i
     assert widget.open_frame(0) is first and len(viewer.layers) == n_layers  # an open frame is picked again
     assert widget.scribble_layer() is strokes  # with its own strokes
     assert gui.digest(strokes.data) == painted and path.read_bytes() == source
+
+
+def _cine_file(tmp_path: Path, n_frames: int = 3) -> tuple[Path, list]:
+    """A small 4D cine (phantoms of different seeds as its frames; voxel 1.5 x 1.5 x 8 mm, 33 ms apart)."""
+    from napari_wss import io, toy
+
+    frames = [toy.cardiac_phantom(n_slices=3, size=48, seed=s) for s in range(n_frames)]
+    stack = np.stack([f.image for f in frames]).astype(np.float32)
+    path = io.write_nifti(tmp_path / "cine.nii.gz", stack, np.diag([1.5, 1.5, 8, 1]), frame_step=33.0)
+    return path, frames
+
+
+def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Predict all frames: each frame of the cine file segmented as Predict volume would (the
+    islands removed in 3D, the LV made convex) into one 4D layer over a 4D image of the cine, which
+    exports as a 4D NIfTI with the cine's time step; the file and the strokes stay as they were,
+    and a second press refills the same layers."""
+    from napari_wss import io
+
+    path, frames = _cine_file(tmp_path)
+    source = path.read_bytes()
+    viewer, widget = make_widget()
+    viewer.open(str(path), plugin="napari-wss")
+    first = viewer.layers["cine [frame 0]"]
+    widget.image_picker.set_layer(first)
+    assert widget.predict_cine_button.isVisibleTo(widget) and not widget.predict_cine_button.isEnabled()
+    assert widget.model.predict_cine() is None and "no model yet" in notes.errors()[-1]
+    strokes = widget.classes.new_scribble_layer()
+    strokes.data = frames[0].scribbles.copy()
+    painted = gui.digest(strokes.data)
+    gui.train_and_wait(widget)
+    assert widget.predict_cine_button.isEnabled()
+
+    with qtbot.waitSignal(widget.model.predict_cine().finished, timeout=TIMEOUT):
+        assert not widget.predict_button.isEnabled() and not widget.predict_cine_button.isEnabled()
+    movie, pred = viewer.layers["cine [all frames]"], viewer.layers["cine prediction [all frames]"]
+    assert pred.data.shape == movie.data.shape == (3, 3, 48, 48)
+    assert tuple(pred.scale) == tuple(movie.scale) == (1.0, *first.scale)
+    for t in range(3):
+        volume = io.read_nifti(path, frame=t).data
+        np.testing.assert_array_equal(movie.data[t], volume)
+        expected = training.predict_volume(widget.state, volume, largest_component="volume", lv_hull=True)
+        np.testing.assert_array_equal(pred.data[t], expected)
+    assert len(pred.metadata["frame_volumes_ml"]) == 3
+    assert "Predicted all 3 frames" in widget.status.text()
+    assert path.read_bytes() == source and gui.digest(strokes.data) == painted
+    assert widget.current_slice() == viewer.dims.current_step[1]  # the frame's slice in a 4D world
+
+    viewer.layers.selection.active = pred  # Export prediction writes the prediction chosen in the list
+    written = widget.model.export(tmp_path / "cine_pred.nii.gz")
+    back = nib.load(written[0])
+    np.testing.assert_array_equal(np.asarray(back.dataobj).transpose(3, 2, 1, 0), pred.data)
+    assert back.header.get_zooms()[3] == pytest.approx(33.0)
+    np.testing.assert_allclose(back.affine, nib.load(path).affine)
+
+    n_layers = len(viewer.layers)
+    pred.data = np.zeros_like(pred.data)
+    with qtbot.waitSignal(widget.model.predict_cine().finished, timeout=TIMEOUT):
+        pass
+    assert len(viewer.layers) == n_layers and viewer.layers["cine prediction [all frames]"] is pred
+    assert pred.data.any()
+
+    widget.image_picker.set_layer(movie)  # the 4D image itself is not a frame: refused in one line
+    assert widget.model.predict_cine() is None
+    assert "not a frame of a 4D cine" in notes.errors()[-1]
+
+
+def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: ignore[no-untyped-def]
+    make_widget, gui, qtbot, monkeypatch, tmp_path: Path
+) -> None:
+    """With each frame's prediction fixed to its true labels, the frames of the largest and
+    smallest LV are named end-diastole and end-systole, the viewer goes to end-diastole, and the
+    EDV, ESV, EF and mass follow from the voxel counts (1.5 x 1.5 x 8 mm = 0.018 mL a voxel)."""
+    path, frames = _cine_file(tmp_path, n_frames=4)
+    truth = [f.labels.astype(np.uint8) for f in frames]
+    truth[2] = truth[2].copy()
+    truth[2][truth[2] == 3] = 0  # frame 2 loses its whole LV: the smallest, end-systole
+    lv0 = np.argwhere(truth[0] == 3)[:20]
+    truth[0][tuple(lv0.T)] = 0  # and frame 0 20 LV voxels: end-diastole is not the frame on show
+    images = [f.image.astype(np.float32) for f in frames]
+    fake = lambda state, image, **kw: truth[next(t for t, im in enumerate(images) if np.array_equal(im, image))]  # noqa: E731
+    viewer, widget = make_widget(steps=2)
+    viewer.open(str(path), plugin="napari-wss")
+    widget.image_picker.set_layer(viewer.layers["cine [frame 0]"])
+    strokes = widget.classes.new_scribble_layer()
+    strokes.data = frames[0].scribbles.copy()
+    gui.train_and_wait(widget)
+    monkeypatch.setattr(training, "predict_volume", fake)
+    with qtbot.waitSignal(widget.model.predict_cine().finished, timeout=TIMEOUT):
+        pass
+    np.testing.assert_array_equal(viewer.layers["cine prediction [all frames]"].data, np.stack(truth))
+    lv = [int((t == 3).sum()) * 0.018 for t in truth]
+    myo = [int((t == 2).sum()) * 0.018 for t in truth]
+    ed = int(np.argmax(lv))
+    assert ed != 0
+    text = widget.status.text()
+    assert f"End-diastole = frame {ed}, end-systole = frame 2" in text
+    assert f"LV EDV {lv[ed]:.1f} mL, ESV 0.0 mL, EF 100.0 %" in text
+    assert f"myocardial mass {myo[ed] * 1.05:.1f} g" in text
+    assert viewer.dims.current_step[0] == ed
+    curves, marked_ed, marked_es = widget.plot.volume_curves  # the plot shows the curve, phases marked
+    np.testing.assert_allclose(curves[:, 3], lv)
+    assert (marked_ed, marked_es) == (ed, 2) and not widget.plot.grab().isNull()
+    gui.train_and_wait(widget)  # a new Train brings the training panels back
+    assert widget.plot.volume_curves is None

@@ -9,6 +9,7 @@ size + centroid, log-barrier, batch 32, forward + backward) vectorised vs one sc
 
     python benchmarks/throughput.py --device cuda --batch 64 --steps 40
     python benchmarks/throughput.py --device cpu --batch 8 --steps 4 --baseline-steps 3
+    python benchmarks/throughput.py --device cpu --batch 4 --steps 8 --baseline-steps 3 --roofline
 
 Prints JSON lines and a summary table.
 """
@@ -29,7 +30,7 @@ import torch
 from napari_wss.config import Penalty, TrainConfig
 from napari_wss.data import SliceDataset
 from napari_wss.losses import CentroidConstraint, SizeConstraint, soft_centroid, soft_size
-from napari_wss.training import TrainState, train
+from napari_wss.training import TrainState, bf16_fast, train
 
 HERE = Path(__file__).resolve().parent
 BASELINES = [HERE.parents[1] / "shared/bench/seed_baseline.py", HERE.parent / ".carry/seed_baseline.py"]
@@ -188,6 +189,38 @@ def constraint_cost(device: str, batch: int = 32, size: int = 256, repeats: int 
     return {"what": "constraints 4 classes x (size+centroid), log-barrier, fwd+bwd", "batch": batch, **res}
 
 
+def roofline(device: str, size: int) -> dict:
+    """What the device's arithmetic allows: the FLOPs of one training slice of the width-32 network
+    (torch's flop counter, forward + backward as autograd runs them) and the rate of a large square
+    matmul in fp32 and bf16, the fastest a dense kernel runs there. A pipeline's GFLOP/s over that
+    rate is its share of the roof; the best ratio any pipeline of this network can reach over the
+    baseline is the bf16 rate over the baseline's achieved GFLOP/s."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_wss.models import ResidualUNet
+
+    dev = torch.device(device)
+    net = ResidualUNet(1, 4, width=32).to(dev)
+    x = torch.randn(1, 1, size, size, device=dev)
+    with FlopCounterMode(display=False) as counter:
+        net(x).mean().backward()
+    out = {"train_gflop_per_slice": round(counter.get_total_flops() / 1e9, 2)}
+    n = 8192 if dev.type == "cuda" else 4096
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+        a @ b  # oneDNN / cuBLAS pick their kernels on the first call
+        repeats = 20 if dev.type == "cuda" else 5
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        out[f"matmul_{name}_gflops"] = round(2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9, 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -199,6 +232,11 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA)")
     ap.add_argument("--skip-constraints", action="store_true")
     ap.add_argument("--fp32-too", action="store_true", help="also time the engine with bf16 autocast off")
+    ap.add_argument(
+        "--roofline",
+        action="store_true",
+        help="also count the FLOPs of a step and time a large matmul: share of the roof",
+    )
     args = ap.parse_args()
     rows = [baseline(args.device, args.baseline_steps, args.size)]
     print(json.dumps(rows[-1]), flush=True)
@@ -215,12 +253,33 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
         except Exception as exc:  # report and keep the figures above
             print(json.dumps({"pipeline": "napari-wss +compile", "error": f"{type(exc).__name__}: {exc}"[:300]}))
+    roof = roofline(args.device, args.size) if args.roofline else None
+    if roof is not None:
+        print(json.dumps(roof), flush=True)
     base = rows[0].get("slices_per_s")
     for r in rows[1:]:
         if base:
             print(
                 f"{r['pipeline']}: {r['slices_per_s']} slices/s vs baseline {base} -> {r['slices_per_s'] / base:.1f}x"
             )
+    if roof is not None and base:
+        gflop = roof["train_gflop_per_slice"]
+        engine_bf16 = bf16_fast(torch.device(args.device))  # else the engine runs fp32 too
+        for r in rows:
+            if "slices_per_s" not in r:
+                continue
+            fp32 = r["pipeline"].startswith("seed") or r["pipeline"].endswith("fp32") or not engine_bf16
+            kind = "fp32" if fp32 else "bf16"
+            rate = roof[f"matmul_{kind}_gflops"]
+            achieved = r["slices_per_s"] * gflop
+            print(
+                f"{r['pipeline']}: {achieved:.0f} GFLOP/s = {100 * achieved / rate:.0f} % "
+                f"of a {kind} matmul's {rate:.0f}"
+            )
+        print(
+            f"ceiling: the bf16 matmul's rate over the baseline's achieved GFLOP/s -> "
+            f"{roof['matmul_bf16_gflops'] / (base * gflop):.1f}x (no pipeline of this network in bf16 can pass it)"
+        )
 
 
 if __name__ == "__main__":

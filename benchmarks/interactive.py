@@ -32,6 +32,7 @@ Train); a run whose steps end before a budget is scored at its end for that budg
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --corrections   # EF, EDV, mass
     python benchmarks/interactive.py --volumes 10 --phase ED --budgets 60 --predict-other-frame   # ES from ED
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --continue-frames   # ES continues ED
+    python benchmarks/interactive.py --volumes 10 --phase both --budgets 120 --joint-frames   # one model, both frames
     python benchmarks/interactive.py --volumes 5 --phase ED --background-loop 5   # background circled 5 mm out
 
 Prints one JSON line per volume and the medians.
@@ -60,7 +61,14 @@ from acdc_pack import (
 )
 
 from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
-from napari_wss.data import bounds_from_labels, bounds_from_priors, crop_around, prepare_volume, stroke_boxes
+from napari_wss.data import (
+    SliceDataset,
+    bounds_from_labels,
+    bounds_from_priors,
+    crop_around,
+    prepare_volume,
+    stroke_boxes,
+)
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
 from napari_wss.postprocess import clear_absent, fill_lv_hull, keep_largest_component
 from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
@@ -127,6 +135,32 @@ def held(pred: np.ndarray, absent: np.ndarray, scribbles: np.ndarray) -> np.ndar
     return fill_lv_hull(keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles), NAMES)
 
 
+def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Mean Dice: as predicted (``dice``); each class cut to its largest 3D component (``lcc``);
+    classes the scribbles mark absent cleared from their slices (``absent``); each class cut to
+    the 3D components its own strokes touch, the largest where none does (``marked``: the
+    plugin's Predict volume). Then, for Predict volume's output, each class's Dice, its volume
+    over the expert's (``_vol``) and its volume in mL (``_mL``)."""
+    pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
+    variants = {
+        "dice": pred,
+        "lcc": keep_largest_component(pred, K),
+        "absent": clear_absent(pred, absent),
+        "marked": keep_largest_component(pred, K, scribbles=scribbles),
+    }
+    # the LV cavity as its convex hull, taking back the myocardium inside it (papillary muscles)
+    variants["hull"] = fill_lv_hull(variants["marked"], NAMES)
+    # and the classes the strokes mark absent cleared from those slices first (``held``)
+    variants["held"] = held(pred, absent, scribbles)
+    out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
+    return (
+        out
+        | class_columns(variants["marked"], gt, spacing)
+        | class_columns(variants["hull"], gt, spacing, "hull_")
+        | class_columns(variants["held"], gt, spacing, "held_")
+    )
+
+
 def run_volume(  # type: ignore[no-untyped-def]
     image,
     scribbles,
@@ -140,10 +174,19 @@ def run_volume(  # type: ignore[no-untyped-def]
     calibrate=True,
     oracle=None,
     state=None,
+    joint=None,
 ):
+    """One press of Train on this volume, scored at the budgets. ``joint`` = (image, scribbles,
+    spacing, boxes) of another frame of the patient trained with it in the same press (the widget's
+    *train on every painted image*: its own crop and bounds, its slices after this volume's)."""
     start = time.perf_counter()
     truth = None if oracle is None else (gt, oracle)
     data, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin, truth)
+    if joint is not None:
+        j_image, j_scribbles, j_spacing, j_boxes = joint
+        more, _, _ = prepare(j_image, j_scribbles, j_spacing, ranges_mm2, j_boxes, cfg, crop_margin)
+        more.volume[:] = 1
+        data = SliceDataset.concat([data, more])
     # train() moves the state's model in place, so state.model is the live network throughout.
     state = TrainState.create(cfg, NAMES) if state is None else state  # given: Train continues that model
     gen = train(data, cfg, state=state)
@@ -153,29 +196,7 @@ def run_volume(  # type: ignore[no-untyped-def]
     remaining = sorted(budgets)
 
     def score() -> dict[str, float]:
-        """Mean Dice: as predicted (``dice``); each class cut to its largest 3D component (``lcc``);
-        classes the scribbles mark absent cleared from their slices (``absent``); each class cut to
-        the 3D components its own strokes touch, the largest where none does (``marked``: the
-        plugin's Predict volume). Then, for Predict volume's output, each class's Dice, its volume
-        over the expert's (``_vol``) and its volume in mL (``_mL``)."""
-        pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
-        variants = {
-            "dice": pred,
-            "lcc": keep_largest_component(pred, K),
-            "absent": clear_absent(pred, absent),
-            "marked": keep_largest_component(pred, K, scribbles=scribbles),
-        }
-        # the LV cavity as its convex hull, taking back the myocardium inside it (papillary muscles)
-        variants["hull"] = fill_lv_hull(variants["marked"], NAMES)
-        # and the classes the strokes mark absent cleared from those slices first (``held``)
-        variants["held"] = held(pred, absent, scribbles)
-        out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
-        return (
-            out
-            | class_columns(variants["marked"], gt, spacing)
-            | class_columns(variants["hull"], gt, spacing, "hull_")
-            | class_columns(variants["held"], gt, spacing, "held_")
-        )
+        return score_frame(state, image, geom, absent, scribbles, gt, spacing)
 
     for _ in gen:
         if first_preview is None:
@@ -462,6 +483,13 @@ def main() -> None:
         "with --phase both the clinical indices also come from one frame's strokes",
     )
     ap.add_argument(
+        "--joint-frames",
+        action="store_true",
+        help="with --phase both and one budget: one press per patient trains ONE model on both frames' strokes "
+        "(twice --steps, the two presses' total; the widget's 'train on every painted image'), then both "
+        "frames are scored with it",
+    )
+    ap.add_argument(
         "--background-loop",
         type=float,
         default=None,
@@ -499,6 +527,12 @@ def main() -> None:
     )
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
+    exclusive = (args.corrections, args.second_press, args.continue_frames, args.predict_other_frame)
+    if args.joint_frames and (args.phase != "both" or len(budgets) != 1 or any(exclusive) or args.save_predictions):
+        ap.error(
+            "--joint-frames needs --phase both and one budget, and none of --corrections, --second-press, "
+            "--continue-frames, --predict-other-frame, --save-predictions"
+        )
     pack = load_pack(args.pack)
     train_vols, test_vols = pack.fold_volumes(args.fold)
     ranges = area_ranges_mm2(pack, train_vols)
@@ -574,11 +608,49 @@ def main() -> None:
         print(json.dumps({"warm_up_s": sizing["warm_up_s"]}), flush=True)
     rows = []
     ed_models = {}  # patient -> the model after its ED press (--continue-frames)
-    for v in picks:
+    partner_rows: dict[int, dict] = {}  # volume -> its row, scored after the joint press (--joint-frames)
+
+    def loaded(v):  # type: ignore[no-untyped-def]
         image, scribbles, gt, spacing, boxes = load(v)
         if args.background_loop is not None:
             scribbles = background_loop(scribbles, gt, spacing, args.background_loop)
-        volume = (image, scribbles, gt, spacing, ranges, boxes, cfg)
+        return image, scribbles, gt, spacing, boxes
+
+    def make_row(v, first, dice_at, gt, spacing, info):  # type: ignore[no-untyped-def]
+        last = max(dice_at)
+        return {
+            "patient": int(pack.patients[v]),
+            "phase": str(pack.phases[v]),
+            "first_preview_s": round(first, 2),
+            **{
+                f"{k}@{b}s": round(d[k], 4)
+                for k in ("dice", "lcc", "absent", "marked", "hull", "held")
+                for b, d in dice_at.items()
+            },
+            # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
+            **{
+                f"{k}@{last}s": x
+                for k, x in rounded(dice_at[last]).items()
+                if k.removeprefix("hull_").removeprefix("held_").split("_")[0] in SHORT
+            },
+            **{f"{n}_ref_mL": round(float(x), 2) for n, x in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
+            **info,
+        }
+
+    for v in picks:
+        if v in partner_rows:  # scored with the model of its patient's joint press
+            rows.append(partner_rows.pop(v))
+            print(json.dumps(rows[-1]), flush=True)
+            continue
+        image, scribbles, gt, spacing, boxes = loaded(v)
+        joint = partner = None
+        press = cfg
+        if args.joint_frames:
+            partner = next(u for u in picks if pack.patients[u] == pack.patients[v] and u != v)
+            p_image, p_scribbles, p_gt, p_spacing, p_boxes = loaded(partner)
+            joint = (p_image, p_scribbles, p_spacing, p_boxes)
+            press = replace(cfg, steps=2 * cfg.steps)  # the two frames' presses in one
+        volume = (image, scribbles, gt, spacing, ranges, boxes, press)
         start_from = ed_models.get(pack.patients[v]) if pack.phases[v] == "ES" else None
         first, dice_at, info, (state, geom, data, absent) = run_volume(
             *volume,
@@ -587,7 +659,14 @@ def main() -> None:
             calibrate=not args.no_bn_calibration,
             oracle=args.oracle_sizes,
             state=start_from,
+            joint=joint,
         )
+        if partner is not None:
+            info["joint_with"] = str(pack.phases[partner])
+            _, p_geom, p_absent = prepare(p_image, p_scribbles, p_spacing, ranges, p_boxes, press, args.crop_margin)
+            p_score = score_frame(state, p_image, p_geom, p_absent, p_scribbles, p_gt, p_spacing)
+            p_info = {**info, "joint_with": str(pack.phases[v])}
+            partner_rows[partner] = make_row(partner, first, {b: p_score for b in dice_at}, p_gt, p_spacing, p_info)
         if start_from is not None:
             info["continued_from_ED"] = True
         if args.continue_frames and pack.phases[v] == "ED":
@@ -620,27 +699,11 @@ def main() -> None:
         if args.corrections:
             info.update(correction_round(state, geom, *volume, args.crop_margin, args.oracle_sizes))
         last = max(dice_at)
-        row = {
-            "patient": int(pack.patients[v]),
-            "phase": str(pack.phases[v]),
-            "first_preview_s": round(first, 2),
-            **{
-                f"{k}@{b}s": round(d[k], 4)
-                for k in ("dice", "lcc", "absent", "marked", "hull", "held")
-                for b, d in dice_at.items()
-            },
-            # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
-            **{
-                f"{k}@{last}s": x
-                for k, x in rounded(dice_at[last]).items()
-                if k.removeprefix("hull_").removeprefix("held_").split("_")[0] in SHORT
-            },
-            **{f"{n}_ref_mL": round(float(v), 2) for n, v in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
-            **info,
-        }
-        rows.append(row)
+        rows.append(make_row(v, first, dice_at, gt, spacing, info))
+        row = rows[-1]
         print(json.dumps(row), flush=True)
-    med = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k not in ("patient", "phase")}
+    numeric = [k for k, x in rows[0].items() if k not in ("patient", "phase") and isinstance(x, (int, float))]
+    med = {k: float(np.median([r[k] for r in rows])) for k in numeric}
     clinical = clinical_agreement(rows, last)
     if clinical:
         print(json.dumps({"clinical": clinical}), flush=True)

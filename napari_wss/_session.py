@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BoundsMessage",
     "Estimate",
+    "OtherImage",
     "Progress",
     "RunControl",
     "TrainJob",
@@ -171,6 +172,8 @@ class TrainJob:
     lv_hull: bool = False  # previews make the LV cavity convex as Predict volume does (classes found by name)
     max_wall: tuple[float, tuple[float, float]] | None = None  # (mm, in-plane spacing): the wall-thickness limit
     stroke_boxes: float | None = None  # classes without a typed box: per-slice boxes from their strokes (the floor)
+    others: tuple[str, ...] = ()  # the names of the other painted images trained with the picked one
+    others_bounds: tuple[np.ndarray, np.ndarray] | None = None  # their rows' bounds in network px, kept as built
 
     @property
     def n_slices(self) -> int:
@@ -194,6 +197,7 @@ def build_job(
     lv_hull: bool = False,
     max_wall: tuple[float, tuple[float, float]] | None = None,
     stroke_boxes: float | None = None,
+    others: Sequence[OtherImage] = (),
 ) -> TrainJob:
     """Slices at network resolution with their bounds (source pixels → network pixels).
 
@@ -210,6 +214,10 @@ def build_job(
     ``stroke_boxes`` (a share of the trained region's side, e.g. 0.05): a class without a typed
     centroid box gets, on every slice it is painted on, the bounding box of its strokes there,
     at least ± that share wide (:func:`~napari_wss.data.stroke_boxes`); None = no such boxes.
+    ``others``: more painted images trained with this one (one model for all, their slices after
+    this image's), each with the priors in its own pixels, cropped around its own strokes when
+    ``crop``; their absence comes from their strokes, and their bounds stay as built (edits
+    mid-run, previews, Dice and the Absent ticks concern this image).
     """
     from napari_wss import data
     from napari_wss.postprocess import LARGEST_COMPONENT, lv_hull_classes
@@ -238,9 +246,58 @@ def build_job(
     if lv_hull or max_wall is not None:
         lv_hull_classes(names)
     config = config.with_(preview_every=0)
+    others_bounds = None
+    if others:
+        # The loss reads labels only under full supervision, which the widget does not train; Dice uses ``lab``.
+        parts = [replace(ds, labels=None)]
+        for i, other in enumerate(others, start=1):
+            if [p.name for p in other.priors] != list(names):
+                raise InputError(f"image '{other.name}' was given other classes than the picked image")
+            o_img, o_scr = as_volume(other.image, f"image '{other.name}'"), as_volume(other.scribbles, "scribbles")
+            o_scr = np.asarray(o_scr, dtype=np.uint8)
+            o_box = data.crop_around(o_scr) if crop else None
+            o_sizes, o_cents = _source_bounds(other.priors, o_scr, (), o_box, stroke_boxes)
+            part, _ = data.prepare_volume(
+                o_img,
+                num_classes=len(priors),
+                size=config.size,
+                scribbles=o_scr,
+                size_bounds=o_sizes,
+                centroid_bounds=o_cents,
+                box=o_box,
+                volume_index=i,
+            )
+            parts.append(part)
+        ds = data.SliceDataset.concat(parts)
+        n = len(parts[0])
+        others_bounds = (ds.size_bounds[n:].copy(), ds.centroid_bounds[n:].copy())
     return TrainJob(
-        ds, geometry, config, names, tuple(priors), scr, lab, tuple(absent), islands, lv_hull, max_wall, stroke_boxes
+        ds,
+        geometry,
+        config,
+        names,
+        tuple(priors),
+        scr,
+        lab,
+        tuple(absent),
+        islands,
+        lv_hull,
+        max_wall,
+        stroke_boxes,
+        tuple(o.name for o in others),
+        others_bounds,
     )
+
+
+@dataclass(frozen=True)
+class OtherImage:
+    """Another painted image to train with the picked one: its arrays (checked by
+    :func:`check_inputs`) and the class table's priors in its own pixels."""
+
+    name: str
+    image: np.ndarray
+    scribbles: np.ndarray
+    priors: tuple[ClassPrior, ...]
 
 
 def _source_bounds(
@@ -280,6 +337,8 @@ def network_bounds(job: TrainJob, priors: Sequence[ClassPrior], absent: Sequence
     box = None if job.geometry.box == full else job.geometry.box
     sizes, cents = _source_bounds(priors, job.scribbles, absent, box, job.stroke_boxes)
     sb, cb = job.geometry.bounds_to_network(sizes, cents)
+    if job.others_bounds is not None:  # the other images' rows keep the bounds they were built with
+        sb, cb = np.concatenate([sb, job.others_bounds[0]]), np.concatenate([cb, job.others_bounds[1]])
     return training.BoundsUpdate(sb, cb)
 
 
@@ -444,7 +503,8 @@ def _train_steps(
                     batch_size=8,
                     temperature=job.config.temperature,
                     amp=job.config.amp,
-                    calibrate_on=job.data.images,  # this volume's batch-norm statistics, not lagging averages
+                    # this volume's batch-norm statistics, not lagging averages (nor other images')
+                    calibrate_on=job.data.images[: job.n_slices],
                 )
                 small = probs.argmax(1).to(torch.uint8).cpu().numpy()
                 frame = job.geometry.labels_to_source(small)

@@ -85,9 +85,9 @@ class WssWidget(QWidget):
     def scribble_layer(self) -> Labels | None:
         return self.scribble_picker.layer()
 
-    def spacing_yx(self) -> tuple[float, float] | None:
-        """In-plane pixel spacing (dy, dx) in mm of the picked image, or None (sizes in px)."""
-        image = self.image_layer()
+    def spacing_yx(self, image: Image | None = None) -> tuple[float, float] | None:
+        """In-plane pixel spacing (dy, dx) in mm of ``image`` (default: the picked one), or None (sizes in px)."""
+        image = image if image is not None else self.image_layer()
         if image is None:
             return None
         spacing = image.metadata.get("spacing") if isinstance(image.metadata, dict) else None
@@ -219,11 +219,13 @@ class WssWidget(QWidget):
             state = None
         if state is not None:
             config = config.with_(width=state.config.width, depth=state.config.depth)
+        others = self._other_painted(image, scribbles, config) if self.train_all.isChecked() else []
         job = _session.build_job(
             img,
             scr,
             priors,
             config,
+            others=others,
             labels=self._ground_truth(img.shape, len(priors)),
             absent=self.table.absent_pairs(),
             crop=self.settings.crop.isChecked(),
@@ -237,13 +239,53 @@ class WssWidget(QWidget):
         self.state, self.job, self.last_progress, self._panel_item = state, job, None, None
         self.ensure_prediction_layer()
         self.plot.reset(job.class_names, self.table.colors(), self.table.unit)
-        self.status.setText(f"Training {len(job.data)} slices at {config.size} px…")
+        with_others = f" ({', '.join(repr(n) for n in job.others)} too)" if job.others else ""
+        self.status.setText(f"Training {len(job.data)} slices{with_others} at {config.size} px…")
         self._first_step, self._last_ui = state.step, 0.0
         self.progress_bar.setRange(0, job.config.steps)
         self.progress_bar.setValue(0)
         control = _session.RunControl(current_slice=self.current_slice(), torch_threads=self.torch_threads)
         self.runner.start(job, state, control=control)
         self.destroyed.connect(lambda *_, c=self.runner.control: c.stop.set())
+
+    def _other_painted(self, image: Image | None, scribbles: Labels | None, config: Any) -> list[Any]:
+        """The other images that have a scribble layer of their own with strokes, checked as the
+        picked pair is, with the class table's priors in their own pixels (*train on every painted
+        image*). A scribble layer belongs to the one image on its grid: for layers read from files,
+        the same file and frame; otherwise the same shape and scale. One that fits no other image, or
+        several, is left out."""
+        from napari_wss import _session
+
+        out = []
+        for layer in self.viewer.layers:
+            if (
+                not isinstance(layer, Labels)
+                or layer is scribbles
+                or layer is self.prediction_layer
+                or _layers.role_of(layer.metadata) != _layers.ROLE_SCRIBBLES
+                or not np.any(layer.data)
+            ):
+                continue
+            owners = [other for other in self.viewer.layers if _paints(layer, other)]
+            if len(owners) != 1 or owners[0] is image:
+                continue
+            owner = owners[0]
+            try:
+                o_img, o_scr = _session.check_inputs(
+                    owner.data,
+                    layer.data,
+                    self.table.priors(self.spacing_yx(owner)),
+                    config,
+                    image_name=owner.name,
+                    scribble_name=layer.name,
+                    image_affine=_layers.file_affine(owner),
+                    scribble_affine=_layers.file_affine(layer),
+                )
+            except InputError as exc:
+                raise InputError(f"{exc} (trained too: 'train on every painted image' is ticked)") from exc
+            priors = tuple(self.table.priors(self.spacing_yx(owner)))
+            out.append(_session.OtherImage(owner.name, o_img, o_scr, priors))
+        return out
 
     def _ground_truth(self, shape: tuple[int, ...], k: int) -> np.ndarray | None:
         gt = self.gt_picker.layer()
@@ -399,6 +441,18 @@ class WssWidget(QWidget):
         if not running:
             self.pause_button.setText("Pause")
         self.model.sync(running)
+
+
+def _paints(scribbles: Labels, image: Any) -> bool:
+    """Whether a scribble layer was painted on ``image``: a greyscale, single-resolution image of
+    its shape whose file (and cine frame) it names, or, when it names none, on the same scale."""
+    if not isinstance(image, Image) or image.rgb or image.multiscale or image.data.shape != scribbles.data.shape:
+        return False
+    source = scribbles.metadata.get("source_path")
+    if source is not None:
+        same_frame = _layers.cine_frame(scribbles.metadata) == _layers.cine_frame(image.metadata)
+        return image.metadata.get("source_path") == source and same_frame
+    return image.metadata.get("source_path") is None and bool(np.allclose(image.scale, scribbles.scale))
 
 
 def _check_same_frame(image: Image | None, scribbles: Labels | None) -> None:

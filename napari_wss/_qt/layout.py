@@ -84,6 +84,14 @@ def build_layout(w: WssWidget) -> None:
     layers.addWidget(w.frame_box, 3, 1)
     layers.addWidget(w.open_frame_button, 3, 2)
     layers.addWidget(w.predict_cine_button, 4, 1, 1, 2)
+    w.train_all = QCheckBox("train on every painted image")
+    w.train_all.setToolTip(
+        "Train also on the other open images that have a scribble layer of their own with strokes (for files: "
+        "the same file and frame; otherwise the same shape and scale): one model learns from all of them. The "
+        "previews, Dice, Absent ticks and bounds edited during training concern the picked image; the size "
+        "bounds in mm² apply to each image with its own pixel size."
+    )
+    layers.addWidget(w.train_all, 5, 0, 1, 3)
     layers_box = QGroupBox("Layers")
     layers_box.setLayout(layers)
 

@@ -218,3 +218,50 @@ def test_previews_clear_the_absent_classes_as_predict_volume_does(phantom) -> No
     later = frames["volume"][1]
     assert not (later[0] == 3).any() and not (later[1] == 2).any()
     assert (frames[None][1][1] == 2).any()  # without islands removed the previews stay raw
+
+
+def test_other_painted_images_train_after_the_picked_one_with_their_own_bounds(phantom) -> None:  # type: ignore[no-untyped-def]
+    """``others``: their slices follow the picked image's (volume index 1, 2, …), cropped around
+    their own strokes, with sizes from their own priors; edited bounds reach the picked image's rows
+    and leave the others' as built; previews calibrate on the picked image alone."""
+    other = toy.cardiac_phantom(n_slices=4, size=40, seed=3)
+    img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
+    lv = [ClassPrior(p.name, (10.0, 200.0) if p.name == "LV" else None) for p in _priors()]
+    lv_other = [ClassPrior(p.name, (20.0, 400.0) if p.name == "LV" else None) for p in _priors()]  # smaller pixels
+    o_img, o_scr = _session.check_inputs(other.image, other.scribbles, lv_other, CFG)
+    more = _session.OtherImage("other", o_img, o_scr, tuple(lv_other))
+    alone = _session.build_job(img, scr, lv, CFG, labels=phantom.labels, crop=True)
+    job = _session.build_job(img, scr, lv, CFG, labels=phantom.labels, crop=True, others=[more])
+    assert job.others == ("other",) and job.n_slices == 3 and len(job.data) == 3 + 4
+    np.testing.assert_array_equal(job.data.volume, [0, 0, 0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(job.data.images[:3], alone.data.images)
+    np.testing.assert_array_equal(job.data.size_bounds[:3], alone.data.size_bounds)
+    mine = _session.build_job(o_img, o_scr, lv_other, CFG, crop=True)  # the other image trained alone
+    np.testing.assert_array_equal(job.data.images[3:], mine.data.images)
+    np.testing.assert_array_equal(job.data.scribbles[3:], mine.data.scribbles)
+    np.testing.assert_array_equal(job.data.size_bounds[3:], mine.data.size_bounds)
+    assert job.data.labels is None and job.labels is not None  # Dice still has the picked image's truth
+
+    edited = [ClassPrior(p.name, (0.0, 50.0) if p.name == "LV" else None) for p in _priors()]
+    update = _session.network_bounds(job, edited, [(0, 1)])
+    assert update.size_bounds.shape[0] == 7
+    np.testing.assert_array_equal(update.size_bounds[:3], _session.network_bounds(alone, edited, [(0, 1)]).size_bounds)
+    np.testing.assert_array_equal(update.size_bounds[3:], mine.data.size_bounds)
+    np.testing.assert_array_equal(update.centroid_bounds[3:], mine.data.centroid_bounds)
+
+    with pytest.raises(InputError, match="other classes"):
+        _session.build_job(img, scr, lv, CFG, others=[_session.OtherImage("x", o_img, o_scr, tuple(_priors()[:3]))])
+
+    seen = []
+    real = training.predict_slices
+
+    def spy(model, images, **kw):  # type: ignore[no-untyped-def]
+        seen.append(kw.get("calibrate_on"))
+        return real(model, images, **kw)
+
+    state = training.TrainState.create(job.config, job.class_names)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "predict_slices", spy)
+        for _ in _session.run_training(job, state, _session.RunControl(preview_interval=0.0)):
+            pass
+    assert seen and all(np.array_equal(c, job.data.images[:3]) for c in seen)

@@ -416,3 +416,41 @@ def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: i
     assert (marked_ed, marked_es) == (ed, 2) and not widget.plot.grab().isNull()
     gui.train_and_wait(widget)  # a new Train brings the training panels back
     assert widget.plot.volume_curves is None
+
+
+def test_train_on_every_painted_image(make_widget, gui, qtbot, notes) -> None:  # type: ignore[no-untyped-def]
+    """Ticked, Train also learns from the other images that have a scribble layer of their own
+    (one model; the picked image's slices first), reads their strokes only, and leaves out a
+    scribble layer that fits several images; a bad one is refused in one line naming it."""
+    from napari_wss import _layers, toy
+
+    viewer, widget = make_widget("phantom", steps=4)
+    picked = viewer.layers["cardiac phantom"]
+    other = toy.cardiac_phantom(n_slices=5, size=40, seed=7)
+    image = viewer.add_image(other.image, name="other heart", scale=picked.scale)
+    kwargs = _layers.labels_kwargs("other strokes", _layers.ROLE_SCRIBBLES, scale=picked.scale)
+    strokes = viewer.add_labels(other.scribbles.copy(), **kwargs)
+    painted = gui.digest(strokes.data)
+    widget.image_picker.set_layer(picked)
+    widget.scribble_picker.set_layer(viewer.layers["scribbles"])
+    n_picked = picked.data.shape[0]
+
+    gui.train_and_wait(widget)  # unticked (the default): the picked pair only
+    assert not widget.train_all.isChecked() and widget.job.others == () and len(widget.job.data) == n_picked
+
+    widget.train_all.setChecked(True)
+    gui.train_and_wait(widget)
+    assert widget.job.others == ("other heart",) and len(widget.job.data) == n_picked + 5
+    np.testing.assert_array_equal(widget.job.data.volume, [0] * n_picked + [1] * 5)
+    assert gui.digest(strokes.data) == painted and widget.prediction_layer.data.shape == picked.data.shape
+
+    twin = viewer.add_image(other.image.copy(), name="twin", scale=picked.scale)  # now the strokes fit two images
+    gui.train_and_wait(widget)
+    assert widget.job.others == ()
+    viewer.layers.remove(twin)
+
+    strokes.data = np.where(other.scribbles > 0, 9, 0).astype(np.uint8)  # label 9: no such class
+    widget.train()
+    assert not widget.runner.running
+    assert "'other strokes' uses label 9" in notes.errors()[-1] and "every painted image" in notes.errors()[-1]
+    assert image in viewer.layers

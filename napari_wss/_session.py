@@ -174,6 +174,7 @@ class TrainJob:
     stroke_boxes: float | None = None  # classes without a typed box: per-slice boxes from their strokes (the floor)
     others: tuple[str, ...] = ()  # the names of the other painted images trained with the picked one
     others_bounds: tuple[np.ndarray, np.ndarray] | None = None  # their rows' bounds in network px, kept as built
+    others_geometry: tuple[SliceGeometry, ...] = ()  # how each of them maps to the network (its own crop)
 
     @property
     def n_slices(self) -> int:
@@ -246,10 +247,11 @@ def build_job(
     if lv_hull or max_wall is not None:
         lv_hull_classes(names)
     config = config.with_(preview_every=0)
-    others_bounds = None
+    others_bounds, others_geometry = None, ()
     if others:
         # The loss reads labels only under full supervision, which the widget does not train; Dice uses ``lab``.
         parts = [replace(ds, labels=None)]
+        geometries: list[SliceGeometry] = []
         for i, other in enumerate(others, start=1):
             if [p.name for p in other.priors] != list(names):
                 raise InputError(f"image '{other.name}' was given other classes than the picked image")
@@ -257,7 +259,7 @@ def build_job(
             o_scr = np.asarray(o_scr, dtype=np.uint8)
             o_box = data.crop_around(o_scr) if crop else None
             o_sizes, o_cents = _source_bounds(other.priors, o_scr, (), o_box, stroke_boxes)
-            part, _ = data.prepare_volume(
+            part, o_geometry = data.prepare_volume(
                 o_img,
                 num_classes=len(priors),
                 size=config.size,
@@ -268,9 +270,11 @@ def build_job(
                 volume_index=i,
             )
             parts.append(part)
+            geometries.append(o_geometry)
         ds = data.SliceDataset.concat(parts)
         n = len(parts[0])
         others_bounds = (ds.size_bounds[n:].copy(), ds.centroid_bounds[n:].copy())
+        others_geometry = tuple(geometries)
     return TrainJob(
         ds,
         geometry,
@@ -286,6 +290,7 @@ def build_job(
         stroke_boxes,
         tuple(o.name for o in others),
         others_bounds,
+        others_geometry,
     )
 
 

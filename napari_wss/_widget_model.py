@@ -73,6 +73,15 @@ class ModelActions:
             raise InputError("the maximum wall thickness needs an image with a voxel size (NIfTI): set it to off")
         return mm, (spacing[1], spacing[2])
 
+    def geometry_for(self, image: Any) -> Any:
+        """How ``image`` maps to the network when the last Train press learnt it as one of the other
+        painted images (its own crop), else None: the model's own geometry, or the whole slice."""
+        job = self.w.job
+        if job is None or image.name not in job.others:
+            return None
+        geometry = job.others_geometry[job.others.index(image.name)]
+        return geometry if geometry.source_shape == tuple(np.shape(image.data)[-2:]) else None
+
     def _guard(self) -> None:
         if self.w.runner.running:
             raise InputError("training is running: stop it first")
@@ -108,6 +117,7 @@ class ModelActions:
                 predict_volume,
                 w.state,
                 data,
+                geometry=self.geometry_for(image),
                 device=device,
                 largest_component=keep,
                 scribbles=marks,
@@ -187,6 +197,7 @@ class ModelActions:
                 w.state,
                 image.metadata["source_path"],
                 np.shape(image.data),
+                geometry=self.geometry_for(image),  # every frame of a jointly trained image: its crop
                 device=w.settings.device.currentText(),
                 largest_component=self.islands(image),
                 lv_hull=self.lv_hull(w.state.class_names),
@@ -260,6 +271,7 @@ class ModelActions:
     # ---------------------------------------------------------------- model files
     def new(self) -> None:
         self.w.state = None
+        self.w.job = None  # its images' crops belonged to the model let go
         notifications.show_info("The next Train starts a new model.")
         self.sync(self.w.runner.running)
 
@@ -284,7 +296,7 @@ class ModelActions:
 
             w = self.w
             state = load_checkpoint(path, num_classes=w.table.rowCount())
-            w.state = state
+            w.state, w.job = state, None
             w.settings.set_config(state.config)
             for row, name in enumerate(state.class_names):
                 if w.table.names()[row] != name:

@@ -418,7 +418,7 @@ def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: i
     assert widget.plot.volume_curves is None
 
 
-def test_train_on_every_painted_image(make_widget, gui, qtbot, notes) -> None:  # type: ignore[no-untyped-def]
+def test_train_on_every_painted_image(make_widget, gui, qtbot, notes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Ticked, Train also learns from the other images that have a scribble layer of their own
     (one model; the picked image's slices first), reads their strokes only, and leaves out a
     scribble layer that fits several images; a bad one is refused in one line naming it."""
@@ -443,6 +443,22 @@ def test_train_on_every_painted_image(make_widget, gui, qtbot, notes) -> None:  
     assert widget.job.others == ("other heart",) and len(widget.job.data) == n_picked + 5
     np.testing.assert_array_equal(widget.job.data.volume, [0] * n_picked + [1] * 5)
     assert gui.digest(strokes.data) == painted and widget.prediction_layer.data.shape == picked.data.shape
+
+    geometry = widget.job.others_geometry[0]  # its own crop around its own strokes
+    assert geometry.source_shape == (40, 40) and geometry.box != widget.job.geometry.box
+    seen = []
+    real = training.predict_volume
+    monkeypatch.setattr(training, "predict_volume", lambda *a, **k: seen.append(k["geometry"]) or real(*a, **k))
+    widget.image_picker.set_layer(image)  # Predict volume on the other image maps it as it was trained
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    assert seen == [geometry]
+    widget.image_picker.set_layer(picked)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    assert seen[-1] is None  # the picked image: the model's own geometry
+    widget.image_picker.set_layer(picked)
+    widget.scribble_picker.set_layer(viewer.layers["scribbles"])
 
     twin = viewer.add_image(other.image.copy(), name="twin", scale=picked.scale)  # now the strokes fit two images
     gui.train_and_wait(widget)

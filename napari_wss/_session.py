@@ -231,18 +231,24 @@ def build_job(
     lab = None
     if labels is not None:
         lab = data.check_labels(as_volume(labels, "ground truth"), len(priors), img.shape)
-    box = data.crop_around(scr) if crop else None
-    sizes, cents = _source_bounds(priors, scr, absent, box, stroke_boxes)
-    ds, geometry = data.prepare_volume(
-        img,
-        num_classes=len(priors),
-        size=config.size,
-        scribbles=scr,
-        labels=lab,
-        size_bounds=sizes,
-        centroid_bounds=cents,
-        box=box,
-    )
+
+    def prepare(
+        img: np.ndarray, scr: np.ndarray, priors: Sequence[ClassPrior], absent: Sequence[tuple[int, int]], **kw: Any
+    ) -> tuple[data.SliceDataset, SliceGeometry]:
+        box = data.crop_around(scr) if crop else None
+        sizes, cents = _source_bounds(priors, scr, absent, box, stroke_boxes)
+        return data.prepare_volume(
+            img,
+            num_classes=len(priors),
+            size=config.size,
+            scribbles=scr,
+            size_bounds=sizes,
+            centroid_bounds=cents,
+            box=box,
+            **kw,
+        )
+
+    ds, geometry = prepare(img, scr, priors, absent, labels=lab)
     names = tuple(p.name for p in priors)
     if lv_hull or max_wall is not None:
         lv_hull_classes(names)
@@ -256,19 +262,7 @@ def build_job(
             if [p.name for p in other.priors] != list(names):
                 raise InputError(f"image '{other.name}' was given other classes than the picked image")
             o_img, o_scr = as_volume(other.image, f"image '{other.name}'"), as_volume(other.scribbles, "scribbles")
-            o_scr = np.asarray(o_scr, dtype=np.uint8)
-            o_box = data.crop_around(o_scr) if crop else None
-            o_sizes, o_cents = _source_bounds(other.priors, o_scr, (), o_box, stroke_boxes)
-            part, o_geometry = data.prepare_volume(
-                o_img,
-                num_classes=len(priors),
-                size=config.size,
-                scribbles=o_scr,
-                size_bounds=o_sizes,
-                centroid_bounds=o_cents,
-                box=o_box,
-                volume_index=i,
-            )
+            part, o_geometry = prepare(o_img, np.asarray(o_scr, dtype=np.uint8), other.priors, (), volume_index=i)
             parts.append(part)
             geometries.append(o_geometry)
         ds = data.SliceDataset.concat(parts)

@@ -239,7 +239,10 @@ class WssWidget(QWidget):
         self.state, self.job, self.last_progress, self._panel_item = state, job, None, None
         self.ensure_prediction_layer()
         self.plot.reset(job.class_names, self.table.colors(), self.table.unit)
-        with_others = f" ({', '.join(repr(n) for n in job.others)} too)" if job.others else ""
+        with_others = ""
+        if job.others:
+            names = ", ".join(repr(n) for n in job.others)
+            with_others = f" ({names} too; {job.config.steps} steps, {config.steps} per image)"
         self.status.setText(f"Training {len(job.data)} slices{with_others} at {config.size} px…")
         self._first_step, self._last_ui = state.step, 0.0
         self.progress_bar.setRange(0, job.config.steps)

@@ -233,6 +233,7 @@ def test_other_painted_images_train_after_the_picked_one_with_their_own_bounds(p
     alone = _session.build_job(img, scr, lv, CFG, labels=phantom.labels, crop=True)
     job = _session.build_job(img, scr, lv, CFG, labels=phantom.labels, crop=True, others=[more])
     assert job.others == ("other",) and job.n_slices == 3 and len(job.data) == 3 + 4
+    assert job.config.steps == 2 * alone.config.steps  # a press trains each image as long as one alone
     np.testing.assert_array_equal(job.data.volume, [0, 0, 0, 1, 1, 1, 1])
     np.testing.assert_array_equal(job.data.images[:3], alone.data.images)
     np.testing.assert_array_equal(job.data.size_bounds[:3], alone.data.size_bounds)

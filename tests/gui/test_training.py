@@ -441,6 +441,7 @@ def test_train_on_every_painted_image(make_widget, gui, qtbot, notes, monkeypatc
     widget.train_all.setChecked(True)
     gui.train_and_wait(widget)
     assert widget.job.others == ("other heart",) and len(widget.job.data) == n_picked + 5
+    assert widget.job.config.steps == 2 * 4  # the settings' steps for each image
     np.testing.assert_array_equal(widget.job.data.volume, [0] * n_picked + [1] * 5)
     assert gui.digest(strokes.data) == painted and widget.prediction_layer.data.shape == picked.data.shape
 

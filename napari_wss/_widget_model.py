@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MODEL_FILTER = "napari-wss model (*.pt);;All files (*)"
 LABELS_FILTER = "NIfTI labels (*.nii.gz *.nii);;PNG labels (*.png)"
+CSV_FILTER = "CSV table (*.csv);;All files (*)"
 
 
 class ModelActions:
@@ -43,6 +44,7 @@ class ModelActions:
         w.new_model_button.setEnabled(has_model and not busy)
         w.load_button.setEnabled(not busy)
         w.export_button.setEnabled(w.prediction_layer is not None and not busy)
+        w.measure_button.setEnabled(w.prediction_layer is not None and not busy)
 
     def islands(self, image: Any) -> str | None:
         """How Predict volume and the previews remove islands on ``image``: per image for a stack of
@@ -157,22 +159,28 @@ class ModelActions:
         ml = class_volumes_ml(labels, len(names), spacing)
         layer.metadata["volumes_ml"] = {n: float(v) for n, v in zip(names, ml)}
         text = f"Volumes: {describe_volumes(ml, names)}."
+        other = self._other_frame(layer, names)
+        if other is not None:
+            other_ml = np.array([other.metadata["volumes_ml"][n] for n in names])
+            indices = two_frame_indices(ml, other_ml, names)
+            efs = [f"{k} {v:.1f} %" for k, v in indices.items() if k.endswith("EF") and np.isfinite(v)]
+            if efs:
+                text += f" With '{other.name}' as the other frame: {', '.join(efs)}."
+        return text
+
+    def _other_frame(self, layer: Any, names: list[str]) -> Any:
+        """The one other prediction of Predict volume on ``layer``'s grid (the same heart's other
+        frame), or None when there is none or more than one."""
         others = [
             other
             for other in self.w.viewer.layers
             if other is not layer
             and isinstance(other.metadata, dict)
             and list(other.metadata.get("volumes_ml", {})) == list(names)
-            and other.data.shape == labels.shape
+            and other.data.shape == layer.data.shape
             and _same_grid(layer, other)
         ]
-        if len(others) == 1:
-            other_ml = np.array([others[0].metadata["volumes_ml"][n] for n in names])
-            indices = two_frame_indices(ml, other_ml, names)
-            efs = [f"{k} {v:.1f} %" for k, v in indices.items() if k.endswith("EF") and np.isfinite(v)]
-            if efs:
-                text += f" With '{others[0].name}' as the other frame: {', '.join(efs)}."
-        return text
+        return others[0] if len(others) == 1 else None
 
     def predict_cine(self) -> Any:
         """Segment every frame of the picked frame's cine file (in a worker) into one 4D prediction
@@ -312,11 +320,7 @@ class ModelActions:
     def export(self, path: str | Path) -> list[str]:
         """Write the prediction layer through the plugin's writer (NIfTI on the image's affine, or PNG)."""
         with user_errors():
-            chosen = self.w.viewer.layers.selection.active  # a prediction chosen in the layer list (a cine's)
-            is_prediction = isinstance(chosen, Labels) and _layers.role_of(chosen.metadata) == _layers.ROLE_PREDICTION
-            layer = chosen if is_prediction else self.w.prediction_layer
-            if layer is None or layer not in self.w.viewer.layers:
-                raise InputError("there is no prediction to export yet: press Train or Predict volume first")
+            layer = self._chosen_prediction("export")
             written = layer.save(str(path), plugin="napari-wss")
             if written:
                 notifications.show_info(
@@ -324,6 +328,59 @@ class ModelActions:
                 )
             return list(written)
         return []
+
+    def _chosen_prediction(self, verb: str) -> Any:
+        """The prediction selected in the layer list (a cine's, another frame's), else the widget's."""
+        chosen = self.w.viewer.layers.selection.active
+        is_prediction = isinstance(chosen, Labels) and _layers.role_of(chosen.metadata) == _layers.ROLE_PREDICTION
+        layer = chosen if is_prediction else self.w.prediction_layer
+        if layer is None or layer not in self.w.viewer.layers:
+            raise InputError(f"there is no prediction to {verb} yet: press Train or Predict volume first")
+        return layer
+
+    def export_measurements(self, path: str | Path) -> Path | None:
+        """Write the chosen prediction's measurements as CSV rows (item, value, unit), from its labels
+        as they are now (edits included): every class's volume in mL; for a cine's 4D prediction
+        every frame's, the end-diastolic and end-systolic frames and the cardiac indices; for a
+        frame with one other frame's prediction on its grid, both frames' volumes and the indices
+        of the two (end-diastole = the larger LV)."""
+        from napari_wss import io
+        from napari_wss.metrics import cine_items, class_volumes_ml, index_items, two_frame_indices, volume_items
+
+        with user_errors():
+            layer = self._chosen_prediction("measure")
+            spacing = layer.metadata.get("spacing")
+            if spacing is None:
+                raise InputError(f"'{layer.name}' has no voxel size in mm (volumes need a NIfTI image)")
+            spacing = tuple(float(v) for v in spacing)
+            names = list(layer.metadata.get("class_names") or self.w.table.names())
+
+            def volumes(lay: Any) -> np.ndarray:
+                data = np.asarray(lay.data)
+                if data.size and (data.min() < 0 or data.max() >= len(names)):
+                    raise InputError(
+                        f"'{lay.name}' holds labels outside 0..{len(names) - 1} ({', '.join(names)}): "
+                        "paint it with the class labels only"
+                    )
+                frames = data if data.ndim == 4 else data[None]
+                return np.stack([class_volumes_ml(frame, len(names), spacing) for frame in frames])
+
+            ml = volumes(layer)
+            if layer.data.ndim == 4:
+                items = cine_items(ml, names)
+            else:
+                items = volume_items(layer.name, ml[0], names)
+                other = self._other_frame(layer, names)
+                if other is not None:
+                    other_ml = volumes(other)[0]
+                    items += volume_items(other.name, other_ml, names)
+                    items += index_items(two_frame_indices(ml[0], other_ml, names))
+            image = self.w.image_layer()
+            source = image.metadata.get("source_path") if image is not None else None
+            written = io.write_csv(path, ("item", "value", "unit"), items, source=source)
+            notifications.show_info(f"Measurements of '{layer.name}' saved to {written}")
+            return written
+        return None
 
     # ---------------------------------------------------------------- dialogs
     def _ask(self, save: bool, title: str, filters: str, suggestion: str = "") -> str:
@@ -348,6 +405,14 @@ class ModelActions:
         path = self._ask(True, "Export prediction", LABELS_FILTER, suggestion or "prediction.nii.gz")
         if path:
             self.export(path)
+
+    def export_measurements_dialog(self) -> None:
+        image = self.w.image_layer()
+        source = image.metadata.get("source_path") if image is not None else None
+        name = Path(source).name.split(".")[0] + "_measurements.csv" if source else "measurements.csv"
+        path = self._ask(True, "Export measurements", CSV_FILTER, str(Path(source).with_name(name)) if source else name)
+        if path:
+            self.export_measurements(path)
 
 
 def _predict_frames(

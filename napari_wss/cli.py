@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import importlib.util
 import logging
 import os
@@ -799,8 +798,9 @@ def _report_cine(
 ) -> list[tuple[str, float, str]]:
     """Print every frame's class volumes and, with cardiac classes, the indices of the frames of
     the largest and smallest ventricle (end-diastole, end-systole); returns them as CSV items."""
+    from napari_wss import io
     from napari_wss.experiments import ResultTable
-    from napari_wss.metrics import cine_indices, class_volumes_ml
+    from napari_wss.metrics import cine_indices, cine_items, class_volumes_ml, index_items
 
     ml = np.stack([class_volumes_ml(frame.astype(np.int64), len(names), spacing) for frame in cine])
     indices, ed, es = cine_indices(ml, names)
@@ -809,18 +809,15 @@ def _report_cine(
     note = f"voxel {' x '.join(f'{s:g}' for s in spacing)} mm"
     text = ResultTable("volume of every class, frame by frame", columns, rows, (note,)).format()
     _echo(text[: text.rfind("\nwall time")])
-    items = [(f"frame {row[0]} {n}", v, "mL") for row in rows for n, v in zip(names[1:], row[1:-1])]
     if indices:
-        units = {key: INDEX_UNITS[key.split()[-1]] for key in indices}
         _echo(
             f"cardiac indices, end-diastole = frame {ed} and end-systole = frame {es} "
             "(the largest and smallest ventricle):\n"
-            + "\n".join(f"  {key:<9} {_one_decimal(value):>8} {units[key]}" for key, value in indices.items())
+            + "\n".join(f"  {key:<9} {_one_decimal(value):>8} {unit}" for key, value, unit in index_items(indices))
         )
-        items += [("end-diastole frame", float(ed), "frame"), ("end-systole frame", float(es), "frame")]
-        items += [(key, value, units[key]) for key, value in indices.items()]
+    items = cine_items(ml, names)
     if csv:
-        _write_csv(Path(csv), ("item", "value", "unit"), items)
+        io.write_csv(csv, ("item", "value", "unit"), items)
         _echo(f"wrote {csv}")
     return items
 
@@ -936,6 +933,7 @@ def _eval_pairs(args: argparse.Namespace) -> list[_Pair]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from napari_wss import io
     from napari_wss.experiments import ResultTable
     from napari_wss.metrics import score_volume
 
@@ -982,7 +980,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             vols = ml.transpose(0, 2, 1).reshape(len(ml), -1)  # per class: predicted, reference
             columns = (*columns, *(f"{n} {w} (mL)" for n in names[1:] for w in ("pred", "ref")))
             rows = [(*row, *map(float, v)) for row, v in zip(rows, vols)]
-        _write_csv(Path(args.csv), columns, rows)
+        io.write_csv(args.csv, columns, rows)
         _echo(f"wrote {args.csv}")
     if unit == "mm":
         _clinical_agreement(pairs, names, args.clinical_csv)
@@ -1013,15 +1011,13 @@ def _check_label_map(arr: np.ndarray, what: str) -> None:
         raise InputError(f"{what} holds negative labels")
 
 
-INDEX_UNITS = {"EDV": "mL", "ESV": "mL", "SV": "mL", "EF": "%", "mass": "g"}
-
-
 def _clinical_agreement(pairs: Sequence[_Pair], names: Sequence[str], csv_path: str | None) -> None:
     """Print the cardiac indices of the prediction against the reference's, over the ACDC patients
     whose ED and ES frames were both evaluated (bias, 95 % limits of agreement, MAE, r), and write
     them per patient to ``csv_path``."""
+    from napari_wss import io
     from napari_wss.experiments import ResultTable
-    from napari_wss.metrics import agreement, cardiac_classes, cardiac_indices, class_volumes_ml
+    from napari_wss.metrics import INDEX_UNITS, agreement, cardiac_classes, cardiac_indices, class_volumes_ml
 
     frames: dict[int, dict[str, _Pair]] = {}
     for p in pairs:
@@ -1057,7 +1053,7 @@ def _clinical_agreement(pairs: Sequence[_Pair], names: Sequence[str], csv_path: 
         keys = list(pred[0])
         columns = ("patient", *(f"{key} {src}" for key in keys for src in ("pred", "ref")))
         per_patient = [(pid, *(v for key in keys for v in (pi[key], ri[key]))) for pid, pi, ri in zip(both, pred, ref)]
-        _write_csv(Path(csv_path), columns, per_patient)
+        io.write_csv(csv_path, columns, per_patient)
         _echo(f"wrote {csv_path}")
 
 
@@ -1080,7 +1076,7 @@ def _measure_cine(args: argparse.Namespace) -> int:
 def cmd_measure(args: argparse.Namespace) -> int:
     from napari_wss import io
     from napari_wss.experiments import ResultTable
-    from napari_wss.metrics import cardiac_classes, cardiac_indices, class_volumes_ml
+    from napari_wss.metrics import cardiac_classes, cardiac_indices, class_volumes_ml, index_items, volume_items
 
     if args.frame is None and _is_nifti(Path(args.labels)) and io.nifti_frame_count(args.labels) > 1:
         return _measure_cine(args)
@@ -1102,20 +1098,19 @@ def cmd_measure(args: argparse.Namespace) -> int:
     table = ResultTable("volume of every class", columns, tuple(rows), tuple(notes))
     text = table.format()
     _echo(text[: text.rfind("\nwall time")])
-    items = [(f"{row[0]} {n}", v, "mL") for row in rows for n, v in zip(names[1:], row[1:])]
+    items = [item for path, v in zip(paths, ml) for item in volume_items(Path(path).name, v, names)]
     if cardiac_classes(names):
-        indices = cardiac_indices(ml[0], ml[1] if args.es else None, names)
+        indices = index_items(cardiac_indices(ml[0], ml[1] if args.es else None, names))
         frames = (
             "end-diastole (LABELS) and end-systole (--es)" if args.es else "LABELS as end-diastole (--es adds ESV, EF)"
         )
-        units = {key: INDEX_UNITS[key.split()[-1]] for key in indices}
         _echo(
             f"cardiac indices, {frames}:\n"
-            + "\n".join(f"  {key:<9} {_one_decimal(value):>8} {units[key]}" for key, value in indices.items())
+            + "\n".join(f"  {key:<9} {_one_decimal(value):>8} {unit}" for key, value, unit in indices)
         )
-        items += [(key, value, units[key]) for key, value in indices.items()]
+        items += indices
     if args.csv:
-        _write_csv(Path(args.csv), ("item", "value", "unit"), items)
+        io.write_csv(args.csv, ("item", "value", "unit"), items)
         _echo(f"wrote {args.csv}")
     return 0
 
@@ -1127,22 +1122,6 @@ def _quiet_nan_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
-
-
-def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    if not path.parent.is_dir():
-        raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -379,6 +379,27 @@ def _atomic_target(path: Path, suffix: str) -> Iterator[Path]:
             tmp.unlink()
 
 
+def write_csv(
+    path: str | os.PathLike[str],
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    source: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write a table as CSV (floats to 6 significant digits), replacing ``path`` in one move so that
+    a failed write leaves the old file; never onto ``source`` (the image the figures came from)."""
+    import csv
+
+    path = Path(path)
+    _check_target(path, source=source, overwrite=True, what="a table")
+    with _atomic_target(path, ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+    return path
+
+
 def write_nifti(
     path: str | os.PathLike[str],
     data: np.ndarray,

@@ -204,6 +204,31 @@ def cine_indices(ml: np.ndarray, names: Sequence[str]) -> tuple[dict[str, float]
     return cardiac_indices(ml[ed], ml[es], names), ed, es
 
 
+INDEX_UNITS = {"EDV": "mL", "ESV": "mL", "SV": "mL", "EF": "%", "mass": "g"}  # by an index name's last word
+
+
+def index_items(indices: dict[str, float]) -> list[tuple[str, float, str]]:
+    """Cardiac indices as ``(item, value, unit)`` rows, e.g. ``("LV EF", 55.4, "%")``."""
+    return [(key, float(value), INDEX_UNITS[key.split()[-1]]) for key, value in indices.items()]
+
+
+def volume_items(label: str, ml: np.ndarray, names: Sequence[str]) -> list[tuple[str, float, str]]:
+    """Every foreground class's volume as ``(item, value, unit)`` rows, the item ``"<label> <class>"``."""
+    return [(f"{label} {n}".strip(), float(v), "mL") for n, v in zip(names[1:], ml[1:])]
+
+
+def cine_items(ml: np.ndarray, names: Sequence[str]) -> list[tuple[str, float, str]]:
+    """A cine's report as ``(item, value, unit)`` rows from its per-frame volumes ``(T, K)``: every
+    frame's class volumes, then (with a ventricle class) the end-diastolic and end-systolic frame
+    numbers and :func:`cine_indices`."""
+    items = [row for t, frame in enumerate(ml) for row in volume_items(f"frame {t}", frame, names)]
+    indices, ed, es = cine_indices(ml, names)
+    if indices:
+        items += [("end-diastole frame", float(ed), "frame"), ("end-systole frame", float(es), "frame")]
+        items += index_items(indices)
+    return items
+
+
 def describe_volumes(ml: np.ndarray, names: Sequence[str]) -> str:
     """One line for the user from ``class_volumes_ml``: every foreground class's volume in mL (and
     the myocardial mass), e.g. ``RV 182.6 mL · myocardium 82.0 mL (86.1 g) · LV 156.8 mL``."""

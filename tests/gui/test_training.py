@@ -210,9 +210,12 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
     assert "needs an image with a voxel size" in notes.errors()[-1]
 
 
-def test_second_frame_own_prediction_and_ejection_fraction(make_widget, gui, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_second_frame_own_prediction_and_ejection_fraction(  # type: ignore[no-untyped-def]
+    make_widget, gui, qtbot, monkeypatch, notes, tmp_path: Path
+) -> None:
     """Train on one frame, pick the same heart's other frame (same grid), Predict volume: a new
-    prediction layer (the first one kept as it was) and the EF of the two. Predictions are fixed
+    prediction layer (the first one kept as it was) and the EF of the two; Export measurements
+    writes both frames' volumes and the indices from the labels as edited. Predictions are fixed
     here (the expert mask, then the mask with part of the LV removed) so the EF is known."""
     viewer, widget = make_widget("phantom", steps=2)
     gui.train_and_wait(widget)
@@ -245,6 +248,36 @@ def test_second_frame_own_prediction_and_ejection_fraction(make_widget, gui, qtb
     lv_name = widget.table.names()[3]
     assert f"{lv_name} EF {100 * (n_ed - n_es) / n_ed:.1f} %" in widget.status.text()
     assert "with 'prediction' as the other frame" in widget.status.text().lower()
+
+    # Export measurements: both frames' volumes and the indices of the two, from the labels as they are now.
+    spacing = tuple(float(v) for v in image.metadata["spacing"])
+    voxel_ml = float(np.prod(spacing)) / 1000
+    table = _csv_items(widget.model.export_measurements(tmp_path / "m.csv"))
+    assert table[f"prediction {lv_name}"] == pytest.approx(n_ed * voxel_ml, rel=1e-5)
+    assert table[f"prediction (phantom ES) {lv_name}"] == pytest.approx(n_es * voxel_ml, rel=1e-5)
+    assert table["LV EF"] == pytest.approx(100 * (n_ed - n_es) / n_ed, rel=1e-5)
+    edited = es.copy()
+    edited[tuple(lv[len(lv) * 2 // 5 : len(lv) * 3 // 5].T)] = 0  # the user erases more of the ES cavity
+    second.data = edited
+    table = _csv_items(widget.model.export_measurements(tmp_path / "m.csv"))  # replaced in place
+    n_edit = int((edited == 3).sum())
+    assert n_edit < n_es and table["LV EF"] == pytest.approx(100 * (n_ed - n_edit) / n_ed, rel=1e-5)
+    edited[0, 0, 0] = 9  # a label no class has
+    second.data = edited
+    assert widget.model.export_measurements(tmp_path / "bad.csv") is None and not (tmp_path / "bad.csv").exists()
+    assert "holds labels outside 0..3" in notes.errors()[-1]
+
+
+def _csv_items(path: Path | None) -> dict[str, float]:
+    """An exported measurements CSV as {item: value}, after checking its header and units."""
+    import csv
+
+    assert path is not None
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["item", "value", "unit"]
+    assert {unit for _, _, unit in rows[1:]} <= {"mL", "%", "g", "frame"}
+    return {item: float(value) for item, value, _ in rows[1:]}
 
 
 def test_strokes_off_the_image_grid_are_not_used() -> None:
@@ -379,11 +412,12 @@ def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: 
 
 
 def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: ignore[no-untyped-def]
-    make_widget, gui, qtbot, monkeypatch, tmp_path: Path
+    make_widget, gui, qtbot, monkeypatch, notes, tmp_path: Path
 ) -> None:
     """With each frame's prediction fixed to its true labels, the frames of the largest and
     smallest LV are named end-diastole and end-systole, the viewer goes to end-diastole, and the
-    EDV, ESV, EF and mass follow from the voxel counts (1.5 x 1.5 x 8 mm = 0.018 mL a voxel)."""
+    EDV, ESV, EF and mass follow from the voxel counts (1.5 x 1.5 x 8 mm = 0.018 mL a voxel);
+    Export measurements writes the same curve and indices, and never onto the cine file."""
     path, frames = _cine_file(tmp_path, n_frames=4)
     truth = [f.labels.astype(np.uint8) for f in frames]
     truth[2] = truth[2].copy()
@@ -414,6 +448,14 @@ def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: i
     curves, marked_ed, marked_es = widget.plot.volume_curves  # the plot shows the curve, phases marked
     np.testing.assert_allclose(curves[:, 3], lv)
     assert (marked_ed, marked_es) == (ed, 2) and not widget.plot.grab().isNull()
+    viewer.layers.selection.active = viewer.layers["cine prediction [all frames]"]
+    table = _csv_items(widget.model.export_measurements(tmp_path / "cine.csv"))  # the curve and the indices
+    assert (table["end-diastole frame"], table["end-systole frame"]) == (ed, 2)
+    assert [table[f"frame {t} LV"] for t in range(4)] == pytest.approx(lv, rel=1e-5)
+    assert table["LV EF"] == pytest.approx(100.0) and table["myo mass"] == pytest.approx(myo[ed] * 1.05, rel=1e-5)
+    before = path.read_bytes()
+    assert widget.model.export_measurements(path) is None  # never onto the image file
+    assert "onto the source image" in notes.errors()[-1] and path.read_bytes() == before
     gui.train_and_wait(widget)  # a new Train brings the training panels back
     assert widget.plot.volume_curves is None
 

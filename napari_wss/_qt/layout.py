@@ -151,9 +151,9 @@ def build_layout(w: WssWidget) -> None:
     w.load_button = _button("Load model…", lambda: w.model.load_dialog())
     w.export_button = _button("Export prediction…", lambda: w.model.export_dialog())
     w.measure_button = _button(
-        "Export measurements…",
+        "Measurements…",
         lambda: w.model.export_measurements_dialog(),
-        "A CSV of the prediction's class volumes (mL) as it is now, edits included; for all frames of a cine "
+        "Export as CSV the prediction's class volumes (mL) as it is now, edits included; for all frames of a cine "
         "or two frames of one heart also the end-diastolic / end-systolic volumes, ejection fractions and mass",
     )
     run = QGridLayout()

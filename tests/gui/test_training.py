@@ -268,6 +268,39 @@ def test_second_frame_own_prediction_and_ejection_fraction(  # type: ignore[no-u
     assert "holds labels outside 0..3" in notes.errors()[-1]
 
 
+ACDC_PATIENT = Path(__file__).resolve().parents[3] / "shared" / "data" / "acdc" / "training" / "patient001"
+
+
+@pytest.mark.skipif(not ACDC_PATIENT.is_dir(), reason="the shared ACDC data is not mounted here")
+def test_train_on_both_frames_of_a_real_acdc_heart(make_widget, gui, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """ACDC patient 1's two frames opened from their files, each with its expert-drawn scribbles:
+    ticked, one press learns both, each scribble layer paired with its own frame's file; Predict
+    volume on the end-systole then maps it through its own crop. No layer the user painted changes."""
+    viewer, widget = make_widget(steps=2)
+    viewer.open(str(ACDC_PATIENT / "patient001_frame01.nii.gz"), plugin="napari-wss")
+    viewer.open(str(ACDC_PATIENT / "patient001_frame12.nii.gz"), plugin="napari-wss")
+    ed, es = viewer.layers["patient001_frame01"], viewer.layers["patient001_frame12"]
+    ed_strokes, es_strokes = viewer.layers["scribbles"], viewer.layers["scribbles [1]"]
+    assert es_strokes.metadata["source_path"] == es.metadata["source_path"]
+    painted = [gui.digest(ed_strokes.data), gui.digest(es_strokes.data)]
+    widget.image_picker.set_layer(ed)
+    widget.scribble_picker.set_layer(ed_strokes)
+    widget.train_all.setChecked(True)
+    gui.train_and_wait(widget)
+    job = widget.job
+    assert job.others == ("patient001_frame12",) and len(job.data) == ed.data.shape[0] + es.data.shape[0]
+    assert job.config.steps == 4 and job.others_geometry[0].source_shape == es.data.shape[1:]
+    assert painted == [gui.digest(ed_strokes.data), gui.digest(es_strokes.data)]
+
+    widget.image_picker.set_layer(es)
+    widget.scribble_picker.set_layer(es_strokes)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    assert widget.prediction_layer.name == "prediction (patient001_frame12)"
+    assert widget.prediction_layer.data.shape == es.data.shape and widget.prediction_layer.data.any()
+    assert painted == [gui.digest(ed_strokes.data), gui.digest(es_strokes.data)]
+
+
 def _csv_items(path: Path | None) -> dict[str, float]:
     """An exported measurements CSV as {item: value}, after checking its header and units."""
     import csv

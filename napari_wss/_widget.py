@@ -54,6 +54,7 @@ class WssWidget(QWidget):
         self.frames_shown = 0
         self.bounds_version = 0
         self._first_step = 0
+        self._press_started = 0.0  # perf_counter() when the press began (for the time left)
         self._last_ui = 0.0
         self.torch_threads: int | None = None  # None: all cores but one when training on the CPU
         self._panel_item: Any = None
@@ -244,7 +245,7 @@ class WssWidget(QWidget):
             names = ", ".join(repr(n) for n in job.others)
             with_others = f" ({names} too; {job.config.steps} steps, {config.steps} per image)"
         self.status.setText(f"Training {len(job.data)} slices{with_others} at {config.size} px…")
-        self._first_step, self._last_ui = state.step, 0.0
+        self._first_step, self._last_ui, self._press_started = state.step, 0.0, time.perf_counter()
         self.progress_bar.setRange(0, job.config.steps)
         self.progress_bar.setValue(0)
         control = _session.RunControl(current_slice=self.current_slice(), torch_threads=self.torch_threads)
@@ -399,8 +400,10 @@ class WssWidget(QWidget):
         dice = "" if item.dice is None else f" · Dice {np.nanmean(item.dice[1:]):.3f}"
         bar = self.progress_bar
         bar.setUpdatesEnabled(False)  # QProgressBar.setValue repaints synchronously: a composite of its own
-        bar.setFormat(f"step {ev.step} · loss {ev.loss:.4g} · {ev.slices_per_s:.1f} slices/s{dice}")
-        bar.setValue(ev.step - self._first_step)
+        done = ev.step - self._first_step
+        left = time_left(time.perf_counter() - self._press_started, done, self.job.config.steps)
+        bar.setFormat(f"step {ev.step} · loss {ev.loss:.4g} · {ev.slices_per_s:.1f} slices/s{dice}{left}")
+        bar.setValue(done)
         bar.setUpdatesEnabled(True)  # = update(): painted with the rest
         self.runner.show_progress(ev.step - self._first_step)
 
@@ -444,6 +447,15 @@ class WssWidget(QWidget):
         if not running:
             self.pause_button.setText("Pause")
         self.model.sync(running)
+
+
+def time_left(elapsed_s: float, done: int, total: int) -> str:
+    """`` · 1 min 05 s left`` for the progress bar, from the press's pace so far; empty before five
+    steps (the first includes one-off set-up) and at the end."""
+    if done < 5 or done >= total:
+        return ""
+    seconds = round(elapsed_s / done * (total - done))
+    return f" · {seconds // 60} min {seconds % 60:02d} s left" if seconds >= 60 else f" · {seconds} s left"
 
 
 def _paints(scribbles: Labels, image: Any) -> bool:

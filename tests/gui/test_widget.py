@@ -196,3 +196,18 @@ def test_absence_weight_setting_reaches_the_config_and_comes_back(make_widget) -
     settings.absence_weight.setValue(0.5)
     settings.set_config(config)
     assert settings.absence_weight.value() == 0.0
+
+
+def test_progress_bar_says_how_long_the_press_has_left(make_widget, gui) -> None:  # type: ignore[no-untyped-def]
+    """The time left comes from the press's own pace, once five steps have set it."""
+    from napari_wss._widget import time_left
+
+    assert time_left(10.0, 4, 300) == ""  # the first steps pay one-off set-up
+    assert time_left(10.0, 10, 300) == " · 4 min 50 s left"
+    assert time_left(10.0, 100, 300) == " · 20 s left"
+    assert time_left(99.0, 300, 300) == ""
+    _, widget = make_widget("phantom", steps=120)  # long enough for the bar to refresh mid-press
+    seen = []
+    widget.progress_bar.setFormat = lambda text, real=widget.progress_bar.setFormat: seen.append(text) or real(text)  # type: ignore[method-assign]
+    gui.train_and_wait(widget)
+    assert any(t.endswith(" s left") for t in seen) and "left" not in seen[-1]

@@ -293,7 +293,7 @@ def stroke_boxes(
     already state. ``margin`` (pixels, one value or one per class) widens every side;
     ``min_half`` widens a box to at least ``± min_half`` about its middle: a few pixels of
     stroke on a small structure give a box only a few pixels wide (measured on five hypertrophic
-    end-systoles and not adopted by the widget; README, "Absence and small structures").
+    end-systoles and not adopted by the widget; docs/measurements.md, "Absence and small structures").
     Background strokes give no box.
 
     Args:

@@ -99,7 +99,7 @@ def clear_absent(labels: np.ndarray, absent: np.ndarray, *, background: int = 0)
 
     Training only pushes an absent class off its slices; this applies what the user stated to the
     output (on ten ACDC end-systoles, before the stroke-based clean-up: median Dice 0.863 → 0.867,
-    none down; README, "Absence and small structures"). The input is not modified.
+    none down; docs/measurements.md, "Absence and small structures"). The input is not modified.
     """
     lab = np.asarray(labels)
     flags = np.asarray(absent, dtype=bool)

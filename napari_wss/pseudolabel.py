@@ -13,7 +13,7 @@ on a slice (size ``(0, 0)``) are cleared from it, pixels below ``confidence`` ar
 and the user's strokes overwrite whatever the network said. Removed strays become background:
 they were confident, and wrong.
 
-Measured on ACDC (README, "Self-training"): at CPU budgets, painting every confident pixel cost
+Measured on ACDC (docs/measurements.md, "Self-training"): at CPU budgets, painting every confident pixel cost
 the cohort rows 0.05–0.12 mean Dice against continuing on the scribbles (the RV shrank); with the
 background painted only near the structures (``band``) it gained 0.016 on that continuation but
 stayed below the model it started from, and with a gentle second learning rate it ended 0.016

@@ -13,6 +13,10 @@ NIfTI layers also carry ``metadata["affine"]`` (4 x 4, nibabel's (x, y, z) order
 ``(dz, dy, dx)`` in mm and ``"source_path"`` (the image file), so the writer can put labels back on
 the image's grid and refuse to write over the image itself. An image that is one frame of a 4D
 cine also carries ``"frame"`` (0-based) and ``"frames"`` (how many the file holds).
+
+Prediction layers the widget makes also carry ``metadata["predicted_from"]`` (the image's layer
+name) and, once the user paints on them, ``metadata["edited"] = True``: the widget then never
+writes into them again (new predictions go to a layer of their own).
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ ROLE_IMAGE = "image"
 ROLE_SCRIBBLES = "scribbles"
 ROLE_GT = "ground truth"
 ROLE_PREDICTION = "prediction"
+PREDICTED_FROM = "predicted_from"
+EDITED = "edited"
+
+
+def watch_edits(layer: Any) -> None:
+    """Mark a labels layer ``metadata["edited"]`` when the user paints, fills or erases on it (the
+    widget's own writes go through ``layer.data`` and emit no paint event)."""
+    layer.events.paint.connect(lambda _event, lay=layer: lay.metadata.__setitem__(EDITED, True))
+
 
 # background, RV, myocardium, LV, then more for added classes.
 DEFAULT_COLORS = (

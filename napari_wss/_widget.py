@@ -307,29 +307,35 @@ class WssWidget(QWidget):
         self.runner.stop()
 
     def ensure_prediction_layer(self) -> Labels:
-        """The one "prediction" layer on the image's grid (made once, then updated in place)."""
+        """The "prediction" layer on the image's grid: made once, then updated in place until the
+        user paints on it (a new one then takes the predictions; theirs stays as they left it)."""
         image = self.image_layer()
         if image is None:
             raise InputError("no image is chosen")
         layer = self.prediction_layer
-        if (
-            layer is not None
-            and layer in self.viewer.layers
-            and layer.data.shape == image.data.shape
-            and self.prediction_image in (None, image)
-        ):
+        alive = layer is not None and layer in self.viewer.layers
+        same = alive and layer.data.shape == image.data.shape and self.prediction_image in (None, image)
+        edited = same and bool(layer.metadata.get(_layers.EDITED))
+        if same and not edited:
             return layer
         # Another image (e.g. the same heart's other frame) gets its own layer: the earlier
-        # prediction stays in the viewer.
-        name = "prediction" if layer is None or layer not in self.viewer.layers else f"prediction ({image.name})"
+        # prediction stays in the viewer. So does one the user has painted on: their edits are kept.
+        name = f"{layer.name} (new)" if edited else "prediction" if not alive else f"prediction ({image.name})"
         meta = {k: image.metadata[k] for k in ("affine", "spacing", "source_path") if k in image.metadata}
+        meta[_layers.PREDICTED_FROM] = image.name
         kwargs = _layers.labels_kwargs(
             name, _layers.ROLE_PREDICTION, class_names=self.table.names(), scale=image.scale, metadata=meta
         )
-        layer = Labels(np.zeros(image.data.shape, dtype=np.uint8), translate=image.translate, **kwargs)
-        layer.colormap = _layers.label_colormap(self.table.colors())
+        new = Labels(np.zeros(image.data.shape, dtype=np.uint8), translate=image.translate, **kwargs)
+        new.colormap = _layers.label_colormap(self.table.colors())
+        _layers.watch_edits(new)
         active = self.viewer.layers.selection.active
-        self.viewer.add_layer(layer)
+        self.viewer.add_layer(new)
+        if edited:
+            notifications.show_info(
+                f"'{layer.name}' has your edits and is kept as it is; new predictions go to '{new.name}'."
+            )
+        layer = new
         scribbles = self.scribble_layer()
         if scribbles is not None and scribbles in self.viewer.layers:  # paint strokes stay on top
             self.viewer.layers.move(self.viewer.layers.index(layer), self.viewer.layers.index(scribbles))

@@ -160,8 +160,8 @@ class ModelActions:
         layer.metadata["volumes_ml"] = {n: float(v) for n, v in zip(names, ml)}
         text = f"Volumes: {describe_volumes(ml, names)}."
         other = self._other_frame(layer, names)
-        if other is not None:
-            other_ml = np.array([other.metadata["volumes_ml"][n] for n in names])
+        if other is not None:  # its labels as they are now: edits count
+            other_ml = class_volumes_ml(np.asarray(other.data), len(names), spacing)
             indices = two_frame_indices(ml, other_ml, names)
             efs = [f"{k} {v:.1f} %" for k, v in indices.items() if k.endswith("EF") and np.isfinite(v)]
             if efs:
@@ -169,14 +169,16 @@ class ModelActions:
         return text
 
     def _other_frame(self, layer: Any, names: list[str]) -> Any:
-        """The one other prediction of Predict volume on ``layer``'s grid (the same heart's other
-        frame), or None when there is none or more than one."""
+        """The one other prediction of Predict volume on ``layer``'s grid made from another image
+        (the same heart's other frame), or None when there is none or more than one."""
+        source = layer.metadata.get(_layers.PREDICTED_FROM)
         others = [
             other
             for other in self.w.viewer.layers
             if other is not layer
             and isinstance(other.metadata, dict)
             and list(other.metadata.get("volumes_ml", {})) == list(names)
+            and other.metadata.get(_layers.PREDICTED_FROM) != source
             and other.data.shape == layer.data.shape
             and _same_grid(layer, other)
         ]
@@ -247,16 +249,21 @@ class ModelActions:
             movie = viewer.add_image(
                 frames, name=f"{stem} [all frames]", colormap="gray", metadata={**meta, "cine_of": source}, **place
             )
-        layer = next((lay for lay in viewer.layers if of_cine(lay, Labels, labels.shape)), None)
+        ours = [lay for lay in viewer.layers if of_cine(lay, Labels, labels.shape)]
+        kept = [lay.name for lay in ours if lay.metadata.get(_layers.EDITED)]  # painted on: never refilled
+        layer = next((lay for lay in ours if not lay.metadata.get(_layers.EDITED)), None)
         if layer is None:
             kwargs = _layers.labels_kwargs(
-                f"{stem} prediction [all frames]",
+                f"{stem} prediction [all frames]{' (new)' if kept else ''}",
                 _layers.ROLE_PREDICTION,
                 class_names=names,
                 scale=place["scale"],
                 metadata={**meta, "cine_of": source},
             )
             layer = viewer.add_layer(Labels(labels, translate=place["translate"], **kwargs))
+            _layers.watch_edits(layer)
+            if kept:
+                notifications.show_info(f"'{kept[0]}' has your edits and is kept; the frames go to '{layer.name}'.")
         else:
             layer.data = labels
         layer.colormap = _layers.label_colormap(w.table.colors())

@@ -268,6 +268,32 @@ def test_second_frame_own_prediction_and_ejection_fraction(  # type: ignore[no-u
     assert "holds labels outside 0..3" in notes.errors()[-1]
 
 
+def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui, qtbot, notes) -> None:  # type: ignore[no-untyped-def]
+    """Brush, fill or eraser on the prediction layer make it the user's work: Predict volume and the
+    training previews then go to a new layer and the edited one keeps every voxel; the ejection
+    fraction pairs frames, not a frame's edited and new predictions."""
+    viewer, widget = make_widget("phantom", steps=2)
+    gui.train_and_wait(widget)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    first = widget.prediction_layer
+    untouched = gui.digest(first.data)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    assert widget.prediction_layer is first  # not painted on: refilled in place
+    first.paint((1, 20, 20), 2)  # the user's brush
+    assert first.metadata["edited"] and gui.digest(first.data) != untouched
+    painted = gui.digest(first.data)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    second = widget.prediction_layer
+    assert second is not first and second.name == "prediction (new)" and first in viewer.layers
+    assert gui.digest(first.data) == painted and notes.has("'prediction' has your edits")
+    assert "EF" not in widget.status.text()  # the same frame twice is not two frames
+    gui.train_and_wait(widget)  # the previews go to the new layer too
+    assert widget.prediction_layer is second and gui.digest(first.data) == painted
+
+
 ACDC_PATIENT = Path(__file__).resolve().parents[3] / "shared" / "data" / "acdc" / "training" / "patient001"
 
 
@@ -393,7 +419,7 @@ def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: 
     """Predict all frames: each frame of the cine file segmented as Predict volume would (the
     islands removed in 3D, the LV made convex) into one 4D layer over a 4D image of the cine, which
     exports as a 4D NIfTI with the cine's time step; the file and the strokes stay as they were,
-    and a second press refills the same layers."""
+    a second press refills the same layers, and one after the user painted on the labels adds a new labels layer."""
     from napari_wss import io
 
     path, frames = _cine_file(tmp_path)
@@ -438,6 +464,12 @@ def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: 
         pass
     assert len(viewer.layers) == n_layers and viewer.layers["cine prediction [all frames]"] is pred
     assert pred.data.any()
+    pred.paint((1, 1, 20, 20), 0)  # the user corrects a frame: the next press keeps it and adds a layer
+    corrected = gui.digest(pred.data)
+    with qtbot.waitSignal(widget.model.predict_cine().finished, timeout=TIMEOUT):
+        pass
+    assert gui.digest(pred.data) == corrected and viewer.layers["cine prediction [all frames] (new)"].data.any()
+    assert notes.has("'cine prediction [all frames]' has your edits")
 
     widget.image_picker.set_layer(movie)  # the 4D image itself is not a frame: refused in one line
     assert widget.model.predict_cine() is None

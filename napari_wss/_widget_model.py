@@ -8,6 +8,7 @@ class names and bounds) by :func:`napari_wss.training.save_checkpoint`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ class ModelActions:
     def __init__(self, widget: WssWidget) -> None:
         self.w = widget
         self.predict_worker: Any = None
+        self.saved: tuple[Any, int] | None = None  # (weak reference to the state, its step) last written or read
 
     def sync(self, running: bool) -> None:
         w = self.w
@@ -285,10 +287,44 @@ class ModelActions:
 
     # ---------------------------------------------------------------- model files
     def new(self) -> None:
-        self.w.state = None
-        self.w.job = None  # its images' crops belonged to the model let go
-        notifications.show_info("The next Train starts a new model.")
+        with user_errors():
+            self._keep_unsaved()
+            self.w.state = None
+            self.w.job = None  # its images' crops belonged to the model let go
+            notifications.show_info("The next Train starts a new model.")
         self.sync(self.w.runner.running)
+
+    def _keep_unsaved(self) -> None:
+        """Before New model or Load model lets the current model go: when it has trained steps no
+        Save model… wrote, write it to the temporary folder (the last five are kept) and say where.
+        If that fails the model stays and the error says so."""
+        state = self.w.state
+        if (
+            state is None
+            or state.step == 0
+            or (self.saved and self.saved[0]() is state and self.saved[1] == state.step)
+        ):
+            return
+        import tempfile
+        import time
+
+        from napari_wss.training import save_checkpoint
+
+        folder = Path(tempfile.gettempdir()) / "napari-wss"
+        path = folder / f"unsaved-model-{time.strftime('%Y%m%d-%H%M%S')}-{state.step}.pt"
+        try:
+            folder.mkdir(exist_ok=True)
+            state.priors = tuple(self.w.priors())
+            save_checkpoint(state, path)
+        except (OSError, InputError) as exc:
+            raise InputError(
+                f"the current model ({state.step} steps) is not saved and could not be kept ({exc}): save it first"
+            ) from exc
+        for old in sorted(folder.glob("unsaved-model-*.pt"), key=lambda p: p.stat().st_mtime)[:-5]:
+            old.unlink(missing_ok=True)
+        notifications.show_info(
+            f"The model you had ({state.step} steps, not saved) is kept in {path}: Load model… brings it back."
+        )
 
     def save(self, path: str | Path) -> Path | None:
         with user_errors():
@@ -299,6 +335,7 @@ class ModelActions:
 
             self.w.state.priors = tuple(self.w.priors())
             written = save_checkpoint(self.w.state, path)
+            self.saved = (weakref.ref(self.w.state), self.w.state.step)
             notifications.show_info(f"Model saved to {written}.")
             return written
         return None
@@ -311,7 +348,9 @@ class ModelActions:
 
             w = self.w
             state = load_checkpoint(path, num_classes=w.table.rowCount())
+            self._keep_unsaved()
             w.state, w.job = state, None
+            self.saved = (weakref.ref(state), state.step)
             w.settings.set_config(state.config)
             for row, name in enumerate(state.class_names):
                 if w.table.names()[row] != name:

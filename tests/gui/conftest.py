@@ -45,7 +45,10 @@ def notes() -> Iterator[Notes]:
 
 
 @pytest.fixture
-def make_widget(make_napari_viewer, qtbot) -> Iterator[Callable]:  # type: ignore[no-untyped-def]
+def make_widget(make_napari_viewer, qtbot, monkeypatch, tmp_path) -> Iterator[Callable]:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # models kept by New / Load model land here
     widgets = []
 
     def factory(sample: str | None = None, *, show: bool = False, **settings):  # type: ignore[no-untyped-def]

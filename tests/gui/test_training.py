@@ -268,6 +268,31 @@ def test_second_frame_own_prediction_and_ejection_fraction(  # type: ignore[no-u
     assert "holds labels outside 0..3" in notes.errors()[-1]
 
 
+def test_new_or_load_model_keeps_a_model_no_one_saved(make_widget, gui, tmp_path: Path, notes) -> None:  # type: ignore[no-untyped-def]
+    """New model and Load model never lose trained steps no Save model wrote: the model goes to the
+    temporary folder, the notification names the file, and it loads back as it was."""
+    import torch
+
+    _, widget = make_widget("phantom", steps=2)
+    gui.train_and_wait(widget)
+    trained = widget.state
+    widget.model.new()
+    kept = list((tmp_path / "napari-wss").glob("unsaved-model-*.pt"))
+    assert widget.state is None and len(kept) == 1 and notes.has(str(kept[0]))
+    back = widget.model.load(kept[0])
+    assert back.step == trained.step == 2
+    for a, b in zip(back.model.state_dict().values(), trained.model.state_dict().values()):
+        assert torch.equal(a.cpu(), b.cpu())
+    widget.model.new()  # loaded from a file and not trained since: nothing to keep
+    gui.train_and_wait(widget)
+    widget.model.save(tmp_path / "mine.pt")
+    assert widget.model.load(tmp_path / "mine.pt") is not None  # saved: nothing to keep either
+    assert len(list((tmp_path / "napari-wss").glob("*.pt"))) == 1
+    gui.train_and_wait(widget)  # two more steps no one saved
+    widget.model.load(tmp_path / "mine.pt")
+    assert len(list((tmp_path / "napari-wss").glob("*.pt"))) == 2 and widget.state.step == 2
+
+
 def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui, qtbot, notes) -> None:  # type: ignore[no-untyped-def]
     """Brush, fill or eraser on the prediction layer make it the user's work: Predict volume and the
     training previews then go to a new layer and the edited one keeps every voxel; the ejection

@@ -216,6 +216,7 @@ class WssWidget(QWidget):
         )
         state = self.state
         if state is not None and state.num_classes != len(priors):
+            self.model.keep_unsaved()
             notifications.show_info(f"The class table has {len(priors)} classes now: training a new model.")
             state = None
         if state is not None:

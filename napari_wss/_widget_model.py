@@ -288,16 +288,16 @@ class ModelActions:
     # ---------------------------------------------------------------- model files
     def new(self) -> None:
         with user_errors():
-            self._keep_unsaved()
+            self.keep_unsaved()
             self.w.state = None
             self.w.job = None  # its images' crops belonged to the model let go
             notifications.show_info("The next Train starts a new model.")
         self.sync(self.w.runner.running)
 
-    def _keep_unsaved(self) -> None:
-        """Before New model or Load model lets the current model go: when it has trained steps no
-        Save model… wrote, write it to the temporary folder (the last five are kept) and say where.
-        If that fails the model stays and the error says so."""
+    def keep_unsaved(self) -> None:
+        """Before New model, Load model or a new class count lets the current model go: when it has
+        trained steps no Save model… wrote, write it to the temporary folder (the last five are
+        kept) and say where. If that fails the model stays and the error says so."""
         state = self.w.state
         if (
             state is None
@@ -311,7 +311,11 @@ class ModelActions:
         from napari_wss.training import save_checkpoint
 
         folder = Path(tempfile.gettempdir()) / "napari-wss"
-        path = folder / f"unsaved-model-{time.strftime('%Y%m%d-%H%M%S')}-{state.step}.pt"
+        stem = f"unsaved-model-{time.strftime('%Y%m%d-%H%M%S')}-{state.step}"
+        path, n = folder / f"{stem}.pt", 1
+        while path.exists():  # two in one second: never over an earlier one
+            n += 1
+            path = folder / f"{stem}-{n}.pt"
         try:
             folder.mkdir(exist_ok=True)
             state.priors = tuple(self.w.priors())
@@ -348,7 +352,7 @@ class ModelActions:
 
             w = self.w
             state = load_checkpoint(path, num_classes=w.table.rowCount())
-            self._keep_unsaved()
+            self.keep_unsaved()
             w.state, w.job = state, None
             self.saved = (weakref.ref(state), state.step)
             w.settings.set_config(state.config)

@@ -291,6 +291,11 @@ def test_new_or_load_model_keeps_a_model_no_one_saved(make_widget, gui, tmp_path
     gui.train_and_wait(widget)  # two more steps no one saved
     widget.model.load(tmp_path / "mine.pt")
     assert len(list((tmp_path / "napari-wss").glob("*.pt"))) == 2 and widget.state.step == 2
+    gui.train_and_wait(widget)
+    widget.table.add_class("scar")  # a fifth class: the next Train starts a new model, the old one is kept
+    widget.table.set_sizes({4: (10.0, 200.0)})  # bounds only: strokes are not needed
+    gui.train_and_wait(widget)
+    assert widget.state.num_classes == 5 and len(list((tmp_path / "napari-wss").glob("*.pt"))) == 3
 
 
 def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui, qtbot, notes) -> None:  # type: ignore[no-untyped-def]

@@ -8,8 +8,10 @@ clock): as predicted (``dice@``), with each class cut to its largest 3D connecte
 (``lcc@``), with the classes the volume's scribbles mark absent cleared from their slices
 (``absent@``), and with each class cut to the components its own strokes touch, the largest where
 none does (``marked@``), then the LV cavity made convex (``hull@``), and that after clearing the
-absent classes first (``held@``: the widget's Predict volume with its defaults since 2026-11-27's
-last change; ``marked@`` and ``hull@`` were its output before). Size ranges come from
+absent classes first (``held@``: the widget's Predict volume with its defaults from 2026-11-27's
+last change; ``marked@`` and ``hull@`` were its output before), and that with the myocardium kept
+no brighter than 99 % of the pixels under its strokes before the convex cavity (``dark@``: the
+widget's default from 2026-11-29). Size ranges come from
 the other patients' masks (a user's textbook knowledge), absence and centroid boxes from the
 volume's own scribbles (``--oracle-sizes``: each slice's true sizes instead, an upper reference).
 At the last budget each class's Dice and volume over the expert's (``myo@``, ``myo_vol@``, …) are
@@ -70,7 +72,14 @@ from napari_wss.data import (
     stroke_boxes,
 )
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
-from napari_wss.postprocess import clear_absent, fill_lv_hull, keep_largest_component
+from napari_wss.postprocess import (
+    MYO_BRIGHTNESS_PERCENTILE,
+    clear_absent,
+    fill_lv_hull,
+    keep_largest_component,
+    limit_myocardium_brightness,
+    myocardium_ceiling,
+)
 from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
 from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
 
@@ -135,6 +144,14 @@ def held(pred: np.ndarray, absent: np.ndarray, scribbles: np.ndarray) -> np.ndar
     return fill_lv_hull(keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles), NAMES)
 
 
+def dark(pred: np.ndarray, absent: np.ndarray, scribbles: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``held`` with the widget's *dark myocardium* before the convex cavity: the myocardium brighter
+    than 99 % of the pixels under its strokes goes to its nearest other class."""
+    cut = keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles)
+    ceiling = myocardium_ceiling(image, scribbles, NAMES, MYO_BRIGHTNESS_PERCENTILE)
+    return fill_lv_hull(cut if ceiling is None else limit_myocardium_brightness(cut, image, ceiling, NAMES), NAMES)
+
+
 def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Mean Dice: as predicted (``dice``); each class cut to its largest 3D component (``lcc``);
     classes the scribbles mark absent cleared from their slices (``absent``); each class cut to
@@ -152,12 +169,14 @@ def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str,
     variants["hull"] = fill_lv_hull(variants["marked"], NAMES)
     # and the classes the strokes mark absent cleared from those slices first (``held``)
     variants["held"] = held(pred, absent, scribbles)
+    variants["dark"] = dark(pred, absent, scribbles, image)  # and the myocardium no brighter than its strokes
     out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
     return (
         out
         | class_columns(variants["marked"], gt, spacing)
         | class_columns(variants["hull"], gt, spacing, "hull_")
         | class_columns(variants["held"], gt, spacing, "held_")
+        | class_columns(variants["dark"], gt, spacing, "dark_")
     )
 
 
@@ -624,14 +643,14 @@ def main() -> None:
             "first_preview_s": round(first, 2),
             **{
                 f"{k}@{b}s": round(d[k], 4)
-                for k in ("dice", "lcc", "absent", "marked", "hull", "held")
+                for k in ("dice", "lcc", "absent", "marked", "hull", "held", "dark")
                 for b, d in dice_at.items()
             },
             # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
             **{
                 f"{k}@{last}s": x
                 for k, x in rounded(dice_at[last]).items()
-                if k.removeprefix("hull_").removeprefix("held_").split("_")[0] in SHORT
+                if k.removeprefix("hull_").removeprefix("held_").removeprefix("dark_").split("_")[0] in SHORT
             },
             **{f"{n}_ref_mL": round(float(x), 2) for n, x in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
             **info,

@@ -4,10 +4,13 @@
 press with its islands removed (``pred``), the expert mask, the strokes and the voxel size. This
 script scores variants of the post-processing on them, with no training: the LV cavity made convex
 (``fill_lv_hull``, the widget's default) and, on top, the myocardium limited to a wall thickness
-(``limit_wall_thickness``) at each bound given — one per frame, since the wall thickens in systole.
+(``limit_wall_thickness``) at each bound given — one per frame, since the wall thickens in systole —
+and, with ``--myo-brightness``, the myocardium kept no brighter than a percentile of the intensities
+under its own strokes (``limit_myocardium_brightness``, before the convex cavity).
 
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --save-predictions /tmp/preds
     python benchmarks/postprocess_study.py /tmp/preds --wall-ed 8,10,12,15,20 --wall-es 12,15,18,20
+    python benchmarks/postprocess_study.py /tmp/preds --myo-brightness 95,99,99.5,100
 
 Prints, per frame and variant, the median mean Dice, how many volumes went up and down against
 the islands-only output (and against the convex cavity alone), the per-class medians and volume
@@ -25,18 +28,29 @@ import numpy as np
 from acdc_pack import CLINICAL_INDICES, NAMES, K
 
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
-from napari_wss.postprocess import fill_lv_hull, limit_wall_thickness
+from napari_wss.postprocess import fill_lv_hull, limit_myocardium_brightness, limit_wall_thickness, myocardium_ceiling
 
 
-def variants(pred: np.ndarray, spacing: np.ndarray, walls: list[float]) -> list[np.ndarray]:
-    """Islands removed (as saved), + the convex LV cavity, + each wall-thickness limit."""
+def variants(saved: dict[str, np.ndarray], walls: list[float], brightness: list[float]) -> list[np.ndarray]:
+    """Islands removed (as saved), + the convex LV cavity, + each wall-thickness limit, and each
+    brightness percentile applied before the convex cavity."""
+    pred, spacing = saved["pred"], saved["spacing"]
     hull = fill_lv_hull(pred, NAMES)
-    return [pred, hull, *(limit_wall_thickness(hull, NAMES, mm, tuple(spacing[1:])) for mm in walls)]
+    out = [pred, hull, *(limit_wall_thickness(hull, NAMES, mm, tuple(spacing[1:])) for mm in walls)]
+    for pct in brightness:
+        ceiling = myocardium_ceiling(saved["image"], saved["scribbles"], NAMES, pct)
+        dark = pred if ceiling is None else limit_myocardium_brightness(pred, saved["image"], ceiling, NAMES)
+        out.append(fill_lv_hull(dark, NAMES))
+    return out
 
 
-def variant_name(i: int, walls: list[str]) -> str:
+def variant_name(i: int, walls: list[str], brightness: list[float]) -> str:
     """Name of variant ``i``; ``walls`` = its bound(s) as text (one per frame for the clinical rows)."""
-    return ("islands", "convex LV")[i] if i < 2 else f"convex LV + wall <= {walls[i - 2]} mm"
+    if i < 2:
+        return ("islands", "convex LV")[i]
+    if i < 2 + len(walls):
+        return f"convex LV + wall <= {walls[i - 2]} mm"
+    return f"myocardium <= its strokes' p{brightness[i - 2 - len(walls)]:g}, convex LV"
 
 
 def main() -> None:
@@ -44,7 +58,11 @@ def main() -> None:
     ap.add_argument("preds", type=Path, help="the folder interactive.py --save-predictions wrote")
     ap.add_argument("--wall-ed", default="12", help="wall-thickness bounds (mm) for end-diastolic frames")
     ap.add_argument("--wall-es", default="15", help="... and for end-systolic frames (as many as --wall-ed)")
+    ap.add_argument(
+        "--myo-brightness", default="", help="percentiles of the myocardium strokes' intensity to cap it at (e.g. 99)"
+    )
     args = ap.parse_args()
+    brightness = [float(x) for x in args.myo_brightness.split(",") if x]
     walls = {"ED": [float(x) for x in args.wall_ed.split(",")], "ES": [float(x) for x in args.wall_es.split(",")]}
     if len(walls["ED"]) != len(walls["ES"]):
         raise SystemExit("give as many --wall-es bounds as --wall-ed bounds (they are paired)")
@@ -60,7 +78,7 @@ def main() -> None:
         gt, spacing = d["gt"], d["spacing"]
         ref = class_volumes_ml(gt, K, spacing)
         mls = []
-        for i, lab in enumerate(variants(d["pred"], spacing, walls[phase])):
+        for i, lab in enumerate(variants(dict(d), walls[phase], brightness)):
             dice.setdefault((phase, i), []).append(score_volume(lab, gt, K, spacing).dice[1:])
             ml = class_volumes_ml(lab, K, spacing)
             ratio.setdefault((phase, i), []).append(ml[1:] / ref[1:])
@@ -69,14 +87,14 @@ def main() -> None:
     for phase in ("ED", "ES"):
         base = np.array([x.mean() for x in dice.get((phase, 0), [])])
         convex = np.array([x.mean() for x in dice.get((phase, 1), [])])
-        for i in range(2 + len(walls[phase])):
+        for i in range(2 + len(walls[phase]) + len(brightness)):
             if (phase, i) not in dice:
                 continue
             per = np.array(dice[(phase, i)])
             mean = per.mean(axis=1)
             row = {
                 "phase": phase,
-                "variant": variant_name(i, [f"{mm:g}" for mm in walls[phase]]),
+                "variant": variant_name(i, [f"{mm:g}" for mm in walls[phase]], brightness),
                 "volumes": len(mean),
                 "median": round(float(np.median(mean)), 4),
                 "up": int((mean > base + 1e-9).sum()),
@@ -93,9 +111,9 @@ def main() -> None:
         return
     pairs = [(volumes[(p, "ED")], volumes[(p, "ES")]) for p in patients]
     expert = [cardiac_indices(ed[-1], es[-1], NAMES) for ed, es in pairs]
-    for i in range(2 + len(walls["ED"])):
+    for i in range(2 + len(walls["ED"]) + len(brightness)):
         measured = [cardiac_indices(ed[i], es[i], NAMES) for ed, es in pairs]
-        name = variant_name(i, [f"{a:g}/{b:g}" for a, b in zip(walls["ED"], walls["ES"])])
+        name = variant_name(i, [f"{a:g}/{b:g}" for a, b in zip(walls["ED"], walls["ES"])], brightness)
         clinical = {k: agreement([m[k] for m in measured], [e[k] for e in expert]).summary() for k in CLINICAL_INDICES}
         print(json.dumps({"clinical": name, "patients": len(patients), **clinical}), flush=True)
 

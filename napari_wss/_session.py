@@ -175,6 +175,8 @@ class TrainJob:
     others: tuple[str, ...] = ()  # the names of the other painted images trained with the picked one
     others_bounds: tuple[np.ndarray, np.ndarray] | None = None  # their rows' bounds in network px, kept as built
     others_geometry: tuple[SliceGeometry, ...] = ()  # how each of them maps to the network (its own crop)
+    myo_ceiling: float | None = None  # previews: myocardium brighter than this goes to its nearest other class
+    image: np.ndarray | None = None  # the picked image as given (previews read its intensities for that)
 
     @property
     def n_slices(self) -> int:
@@ -199,6 +201,7 @@ def build_job(
     max_wall: tuple[float, tuple[float, float]] | None = None,
     stroke_boxes: float | None = None,
     others: Sequence[OtherImage] = (),
+    myo_ceiling: float | None = None,
 ) -> TrainJob:
     """Slices at network resolution with their bounds (source pixels → network pixels).
 
@@ -215,6 +218,8 @@ def build_job(
     ``stroke_boxes`` (a share of the trained region's side, e.g. 0.05): a class without a typed
     centroid box gets, on every slice it is painted on, the bounding box of its strokes there,
     at least ± that share wide (:func:`~napari_wss.data.stroke_boxes`); None = no such boxes.
+    ``myo_ceiling``: previews then hand the myocardium brighter than that to its nearest other class
+    (:func:`~napari_wss.postprocess.limit_myocardium_brightness`), as Predict volume does.
     ``others``: more painted images trained with this one (one model for all, their slices after
     this image's), each with the priors in its own pixels, cropped around its own strokes when
     ``crop``; their absence comes from their strokes, and their bounds stay as built (edits
@@ -289,6 +294,8 @@ def build_job(
         tuple(o.name for o in others),
         others_bounds,
         others_geometry,
+        myo_ceiling,
+        img if myo_ceiling is not None else None,
     )
 
 
@@ -464,7 +471,7 @@ def _train_steps(
     import torch
 
     from napari_wss import metrics, training
-    from napari_wss.postprocess import clear_absent, heart_rules, keep_largest_component
+    from napari_wss.postprocess import clear_absent, heart_rules, keep_largest_component, limit_myocardium_brightness
 
     training.after_warm_up()  # the widget's background warm-up, if still running, ends first
     if state is None:
@@ -517,6 +524,8 @@ def _train_steps(
                         frame = keep_largest_component(
                             frame, len(job.class_names), per_slice=job.islands == "slice", scribbles=job.scribbles
                         )
+                if job.myo_ceiling is not None and job.image is not None:
+                    frame = limit_myocardium_brightness(frame, job.image[rows], job.myo_ceiling, job.class_names)
                 mm, yx = job.max_wall if job.max_wall is not None else (None, None)  # per slice: any rows
                 frame = heart_rules(frame, job.class_names, lv_hull=job.lv_hull, max_wall_mm=mm, spacing_yx=yx)
                 if job.labels is not None:

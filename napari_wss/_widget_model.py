@@ -63,6 +63,21 @@ class ModelActions:
         found = cardiac_classes(list(class_names))
         return self.w.lv_hull.isChecked() and "LV" in found and "myocardium" in found
 
+    def myo_ceiling(self, image: Any, scribbles: Any, class_names: Any) -> float | None:
+        """The brightest the myocardium may be in Predict volume and the previews: the box ticked,
+        a class named myocardium and strokes of it on the image's grid
+        (:func:`~napari_wss.postprocess.myocardium_ceiling`); None otherwise."""
+        from napari_wss.metrics import cardiac_classes
+        from napari_wss.postprocess import MYO_BRIGHTNESS_PERCENTILE, myocardium_ceiling
+
+        names = list(class_names)
+        if image is None or not self.w.dark_myo.isChecked() or "myocardium" not in cardiac_classes(names):
+            return None
+        marks = _strokes_on(image, scribbles)
+        if marks is None:
+            return None
+        return myocardium_ceiling(np.asarray(image.data), marks, names, MYO_BRIGHTNESS_PERCENTILE)
+
     def wall_limit(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:
         """(mm, in-plane spacing) of the wall-thickness limit, or None when it is off (0). Set, it
         needs classes named LV and myocardium and an image with a voxel size: refused otherwise."""
@@ -123,6 +138,7 @@ class ModelActions:
                 data,
                 geometry=self.geometry_for(image),
                 device=device,
+                myo_ceiling=self.myo_ceiling(image, w.scribble_layer(), w.state.class_names),
                 largest_component=keep,
                 scribbles=marks,
                 absent=absent,
@@ -211,6 +227,7 @@ class ModelActions:
                 np.shape(image.data),
                 geometry=self.geometry_for(image),  # every frame of a jointly trained image: its crop
                 device=w.settings.device.currentText(),
+                myo_ceiling=self.myo_ceiling(image, w.scribble_layer(), w.state.class_names),  # this frame's strokes
                 largest_component=self.islands(image),
                 lv_hull=self.lv_hull(w.state.class_names),
                 max_wall_mm=None if wall is None else wall[0],

@@ -591,6 +591,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         lv_hull_classes(state.class_names)  # refused before any file is read or written
     if args.max_wall_mm is not None and not args.max_wall_mm > 0:
         raise InputError(f"--max-wall-mm must be a positive number of mm, got {args.max_wall_mm:g}")
+    if args.dark_myocardium and (args.acdc or args.frame == "all" or len(args.image or ()) != 1 or not args.scribbles):
+        raise InputError(
+            "--dark-myocardium needs one --image and its --scribbles (their myocardium strokes set the ceiling)"
+        )
     if args.acdc:
         return _predict_acdc(args, state)
     cohort = _cohort_images(args.image)
@@ -640,6 +644,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         n = marks.shape[0] if marks.ndim == 3 else 1
         absent = absent_classes(n, state.num_classes, scribbles=marks)  # as the widget's Predict volume
     heart = _heart_rules(args, img.spacing)
+    ceiling = None
+    if args.dark_myocardium:
+        from napari_wss.postprocess import myocardium_ceiling
+
+        ceiling = myocardium_ceiling(img.data, marks, state.class_names)
+        if ceiling is None:
+            raise InputError(f"--dark-myocardium: {Path(args.scribbles).name} has no stroke of the myocardium")
     labels = np.asarray(
         predict_volume(
             state,
@@ -648,6 +659,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             largest_component=keep,
             scribbles=marks,
             absent=absent,
+            myo_ceiling=ceiling,
             **heart,
         )
     )
@@ -1439,6 +1451,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on every slice the LV cavity takes back the myocardium inside its convex hull (papillary muscles "
         "counted in the cavity, as ACDC's experts do); needs classes named LV and myocardium",
+    )
+    p.add_argument(
+        "--dark-myocardium",
+        action="store_true",
+        help="with --scribbles: the myocardium brighter than 99 %% of the pixels under its strokes goes to the "
+        "nearest other class (bright-blood cine MRI: the cavities' rims and trabeculae); the widget's default",
     )
     p.add_argument(
         "--max-wall-mm",

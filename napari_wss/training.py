@@ -45,6 +45,7 @@ from napari_wss.postprocess import (
     clear_absent,
     heart_rules,
     keep_largest_component,
+    limit_myocardium_brightness,
     lv_hull_classes,
 )
 
@@ -783,6 +784,7 @@ def predict_volume(
     max_wall_mm: float | None = None,
     spacing_yx: tuple[float, float] | None = None,
     absent: np.ndarray | None = None,
+    myo_ceiling: float | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
 
@@ -798,6 +800,9 @@ def predict_volume(
     cavity (papillary muscles; :func:`~napari_wss.postprocess.fill_lv_hull`, classes found by name).
     ``absent`` ``(Z, K)`` booleans: first, each class is cleared from the slices where it is marked
     absent (:func:`~napari_wss.postprocess.clear_absent`; the probabilities are not changed).
+    ``myo_ceiling`` (an intensity, :func:`~napari_wss.postprocess.myocardium_ceiling`): after the
+    islands, the myocardium brighter than that goes to its nearest other class
+    (:func:`~napari_wss.postprocess.limit_myocardium_brightness`).
     ``max_wall_mm`` (with the in-plane ``spacing_yx`` in mm): last, the myocardium farther than that
     from the LV cavity becomes background (:func:`~napari_wss.postprocess.limit_wall_thickness`).
 
@@ -851,6 +856,8 @@ def predict_volume(
         labels = keep_largest_component(
             labels, state.num_classes, per_slice=largest_component == "slice", scribbles=marks
         )
+    if myo_ceiling is not None:
+        labels = limit_myocardium_brightness(labels, img, myo_ceiling, state.class_names)
     labels = heart_rules(labels, state.class_names, lv_hull=lv_hull, max_wall_mm=max_wall_mm, spacing_yx=spacing_yx)
     if squeeze:
         labels = labels[0]

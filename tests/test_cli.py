@@ -14,7 +14,14 @@ from helpers import assert_one_line_error
 
 from napari_wss import cli, io, toy
 from napari_wss.data import absent_classes
-from napari_wss.postprocess import clear_absent, fill_convex_hull, keep_largest_component, limit_wall_thickness
+from napari_wss.postprocess import (
+    clear_absent,
+    fill_convex_hull,
+    keep_largest_component,
+    limit_myocardium_brightness,
+    limit_wall_thickness,
+    myocardium_ceiling,
+)
 from napari_wss.training import load_checkpoint
 
 ACDC = Path(__file__).resolve().parents[1].parent / "shared/data/acdc"
@@ -403,6 +410,26 @@ def test_train_predict_evaluate_round_trip(
     names = ("background", "RV", "myocardium", "LV")
     capped = limit_wall_thickness(fill_convex_hull(want, 3, (2,)), names, 4.0, source.spacing[1:])
     np.testing.assert_array_equal(io.read_nifti(wall).data, capped)
+    dark = tmp_path / "dark.nii.gz"
+    code, _, err = run(capsys, *args, "--largest-component", "--dark-myocardium", "--lv-hull", "--out", dark)
+    assert code == 0, err
+    image = io.read_nifti(phantom_files["image"]).data
+    ceiling = myocardium_ceiling(image, painted, names)
+    want_dark = fill_convex_hull(limit_myocardium_brightness(want, image, ceiling, names), 3, (2,))
+    np.testing.assert_array_equal(io.read_nifti(dark).data, want_dark)
+    assert (want_dark != fill_convex_hull(want, 3, (2,))).any()  # the ceiling is at work here
+    code, _, err = run(
+        capsys,
+        "predict",
+        "--model",
+        model,
+        "--image",
+        phantom_files["image"],
+        "--out",
+        tmp_path / "d.nii.gz",
+        "--dark-myocardium",
+    )
+    assert_one_line_error(code, err, "--dark-myocardium needs one --image and its --scribbles")
     code, _, err = run(capsys, *args, "--max-wall-mm", "-3", "--out", tmp_path / "neg.nii.gz")
     assert_one_line_error(code, err, "--max-wall-mm must be a positive number of mm")
     png = tmp_path / "slice.png"

@@ -18,8 +18,10 @@ from napari_wss.postprocess import (
     fill_convex_hull,
     fill_lv_hull,
     keep_largest_component,
+    limit_myocardium_brightness,
     limit_wall_thickness,
     lv_hull_classes,
+    myocardium_ceiling,
 )
 
 
@@ -235,3 +237,49 @@ def test_clear_absent_hands_each_marked_class_to_the_background_on_its_slice_onl
     np.testing.assert_array_equal(clear_absent(lab, np.zeros((2, 4), bool)), lab)
     with pytest.raises(InputError, match="absent must be"):
         clear_absent(lab, absent[:1])
+
+
+def test_myocardium_brighter_than_its_strokes_goes_to_its_nearest_other_class() -> None:
+    """A bright LV pool (200) in a dark wall (80) on a mid-grey background (120): the predicted
+    wall spills over the pool's rim and onto bright fat outside; with the ceiling from the strokes
+    the rim returns to the LV, the fat to the background, and the dark wall stays."""
+    names = ["background", "RV", "myocardium", "LV"]
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(yy - 20, xx - 20)
+    image = np.full((2, 40, 40), 120.0)
+    image[:, r < 12] = 80.0  # the wall
+    image[:, r < 8] = 200.0  # the blood pool
+    image[:, 30:, :] = 210.0  # fat below the heart
+    truth = np.zeros((2, 40, 40), np.uint8)
+    truth[:, r < 12] = 2
+    truth[:, r < 8] = 3
+    pred = truth.copy()
+    pred[:, (r >= 6) & (r < 8)] = 2  # the wall drawn into the pool's rim
+    pred[:, 30:33, 15:25] = 2  # and onto the fat
+    strokes = np.zeros_like(truth)
+    strokes[:, 20, 30] = 3  # a myocardium stroke on the wall (label c + 1)
+    strokes[:, 20, 20] = 4
+    ceiling = myocardium_ceiling(image, strokes, names)
+    assert ceiling == pytest.approx(80.0)
+    before = pred.copy()
+    out = limit_myocardium_brightness(pred, image, ceiling, names)
+    np.testing.assert_array_equal(pred, before)  # the input is not modified
+    np.testing.assert_array_equal(out[:, :30], truth[:, :30])  # rim back to the LV, wall kept
+    assert (out[:, 30:33, 15:25] == 0).all()  # the fat to the background next to it
+    np.testing.assert_array_equal(limit_myocardium_brightness(pred[0], image[0], ceiling, names), out[0])  # 2D
+
+
+def test_myocardium_ceiling_needs_its_class_and_strokes() -> None:
+    names = ["background", "RV", "myocardium", "LV"]
+    image = np.arange(16.0).reshape(1, 4, 4)
+    strokes = np.zeros((1, 4, 4), np.uint8)
+    assert myocardium_ceiling(image, strokes, names) is None  # no myocardium strokes: no ceiling
+    strokes[0, 0, :] = 3
+    assert myocardium_ceiling(image, strokes, names, 100) == 3.0
+    assert myocardium_ceiling(image, strokes, names, 50) == pytest.approx(1.5)
+    with pytest.raises(InputError, match="named myocardium"):
+        myocardium_ceiling(image, strokes, ["background", "cell"])
+    with pytest.raises(InputError, match="percentile"):
+        myocardium_ceiling(image, strokes, names, 0)
+    with pytest.raises(InputError, match="shape"):
+        limit_myocardium_brightness(np.zeros((1, 4, 4), np.uint8), image[0], 1.0, names)

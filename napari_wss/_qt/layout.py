@@ -180,6 +180,14 @@ def build_layout(w: WssWidget) -> None:
         "Untick where your convention counts them as myocardium."
     )
     run.addWidget(w.lv_hull, 3, 1)
+    w.dark_myo = QCheckBox("dark myocardium")
+    w.dark_myo.setChecked(True)  # measured on ACDC: see benchmarks/postprocess_study.py --myo-brightness
+    w.dark_myo.setToolTip(
+        "With a class named myocardium and strokes of it: predicted myocardium brighter than 99 % of the "
+        "pixels under its strokes goes to the nearest other class (in bright-blood cine MRI those are the "
+        "cavities' rims and trabeculae). Untick for images where the wall is not darker than the blood."
+    )
+    run.addWidget(w.dark_myo, 3, 2)
     w.max_wall = FloatField(
         0.0,
         maximum=100.0,

@@ -173,7 +173,7 @@ def test_previews_remove_islands_as_predict_volume_does(phantom) -> None:  # typ
 
 
 def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> None:  # type: ignore[no-untyped-def]
-    from napari_wss.postprocess import fill_lv_hull, limit_wall_thickness
+    from napari_wss.postprocess import fill_lv_hull, limit_myocardium_brightness, limit_wall_thickness
 
     img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
     with pytest.raises(InputError, match="need classes named LV and myocardium"):
@@ -192,6 +192,17 @@ def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> N
     capped = next(_session.run_training(job, None, control)).frame
     np.testing.assert_array_equal(capped, limit_wall_thickness(frames[True], names, 2.0, (1.5, 1.5)))
     assert (capped != frames[True]).any()  # the untrained wall is thicker than 2 mm: the limit is at work
+    # the myocardium no brighter than a ceiling, before the convex cavity, as Predict volume does
+    ceiling = float(np.median(img))
+    job = _session.build_job(
+        img, scr, _priors(), CFG.with_(steps=1), islands="volume", lv_hull=True, myo_ceiling=ceiling
+    )
+    dark = next(_session.run_training(job, None, _session.RunControl(preview_interval=0.0, nice=0))).frame
+    raw = _session.build_job(img, scr, _priors(), CFG.with_(steps=1), islands="volume")
+    plain = next(_session.run_training(raw, None, _session.RunControl(preview_interval=0.0, nice=0))).frame
+    want = fill_lv_hull(limit_myocardium_brightness(plain, img, ceiling, names), names)
+    np.testing.assert_array_equal(dark, want)
+    assert (dark != frames[True]).any()  # the ceiling is at work
 
 
 def test_previews_clear_the_absent_classes_as_predict_volume_does(phantom) -> None:  # type: ignore[no-untyped-def]

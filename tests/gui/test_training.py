@@ -11,7 +11,13 @@ import pytest
 from napari_wss import training
 from napari_wss._qt.class_table import SIZE_HI
 from napari_wss.data import absent_classes
-from napari_wss.postprocess import clear_absent, fill_lv_hull, keep_largest_component
+from napari_wss.postprocess import (
+    clear_absent,
+    fill_lv_hull,
+    keep_largest_component,
+    limit_myocardium_brightness,
+    myocardium_ceiling,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -116,10 +122,13 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     raw = training.predict_volume(loaded, viewer.layers["cardiac phantom"].data)
     strokes = widget.scribble_layer().data.copy()
     names = widget.table.names()
-    assert widget.lv_hull.isChecked()  # on by default, with the phantom's classes named LV and myocardium
-    for keep, hull in ((True, True), (False, True), (False, False)):  # islands: marked (else largest) 3D objects
-        assert widget.largest_component.isChecked() is keep
+    assert widget.lv_hull.isChecked() and widget.dark_myo.isChecked()  # on by default, with these class names
+    image = np.asarray(viewer.layers["cardiac phantom"].data)
+    ceiling = myocardium_ceiling(image, strokes, names)
+    for keep, hull, dark in ((True, True, True), (False, True, True), (False, False, False)):
+        assert widget.largest_component.isChecked() is keep  # islands: marked (else largest) 3D objects
         widget.lv_hull.setChecked(hull)
+        widget.dark_myo.setChecked(dark)
         widget.prediction_layer.data[...] = 0
         worker = widget.model.predict()
         with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
@@ -127,6 +136,7 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
         # with the islands removed, what the strokes say is absent from a slice is cleared there first
         absent = absent_classes(strokes.shape[0], 4, scribbles=strokes, absent=widget.table.absent_pairs())
         expected = keep_largest_component(clear_absent(raw, absent), 4, scribbles=strokes) if keep else raw
+        expected = limit_myocardium_brightness(expected, image, ceiling, names) if dark else expected
         expected = fill_lv_hull(expected, names) if hull else expected
         np.testing.assert_array_equal(widget.prediction_layer.data, expected)
         widget.largest_component.setChecked(False)
@@ -180,6 +190,10 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
             pass
         strokes = seen["scribbles"]
         assert seen["lv_hull"] is True  # the phantom's classes are named LV and myocardium, the box is ticked
+        # dark myocardium, ticked by default: 99 % of the intensities under the myocardium's strokes
+        marks = widget.scribble_layer().data
+        image = np.asarray(_viewer.layers["cardiac phantom"].data)
+        assert seen["myo_ceiling"] == pytest.approx(np.percentile(image[marks == 3], 99))
         assert seen["max_wall_mm"] is None  # the wall limit is off until the user states one
         if keep:
             assert seen["largest_component"] == "volume"
@@ -199,6 +213,10 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
     for c, name in enumerate(names):
         assert volumes[name] == pytest.approx(counts[c] * np.prod(spacing) / 1000)
     assert f"{names[3]} {volumes[names[3]]:.1f} mL" in widget.status.text()
+    widget.dark_myo.setChecked(False)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    assert seen["myo_ceiling"] is None
     # A stated wall thickness reaches Predict volume with the image's in-plane voxel size ...
     widget.max_wall.setValue(9.5)
     with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
@@ -471,10 +489,14 @@ def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: 
     movie, pred = viewer.layers["cine [all frames]"], viewer.layers["cine prediction [all frames]"]
     assert pred.data.shape == movie.data.shape == (3, 3, 48, 48)
     assert tuple(pred.scale) == tuple(movie.scale) == (1.0, *first.scale)
+    names = widget.state.class_names
+    ceiling = myocardium_ceiling(np.asarray(first.data), strokes.data, names)  # the picked frame's strokes, all frames
     for t in range(3):
         volume = io.read_nifti(path, frame=t).data
         np.testing.assert_array_equal(movie.data[t], volume)
-        expected = training.predict_volume(widget.state, volume, largest_component="volume", lv_hull=True)
+        expected = training.predict_volume(
+            widget.state, volume, largest_component="volume", lv_hull=True, myo_ceiling=ceiling
+        )
         np.testing.assert_array_equal(pred.data[t], expected)
     assert len(pred.metadata["frame_volumes_ml"]) == 3
     assert "Predicted all 3 frames" in widget.status.text()

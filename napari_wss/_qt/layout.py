@@ -187,7 +187,7 @@ def build_layout(w: WssWidget) -> None:
         "pixels under its strokes goes to the nearest other class (in bright-blood cine MRI those are the "
         "cavities' rims and trabeculae). Untick for images where the wall is not darker than the blood."
     )
-    run.addWidget(w.dark_myo, 3, 2)
+    run.addWidget(w.dark_myo, 4, 0)
     w.max_wall = FloatField(
         0.0,
         maximum=100.0,
@@ -197,8 +197,8 @@ def build_layout(w: WssWidget) -> None:
         "12 mm at end-diastole without hypertrophy, more at end-systole or with hypertrophy. 0 = off.",
     )
     w.max_wall.setSpecialValueText("off")
-    run.addWidget(QLabel("max wall thickness (mm)"), 4, 0)
-    run.addWidget(w.max_wall, 4, 1)
+    run.addWidget(QLabel("max wall thickness (mm)"), 5, 0)
+    run.addWidget(w.max_wall, 5, 1)
     w.progress_bar = QProgressBar()
     w.progress_bar.setRange(0, 1)
     w.progress_bar.setValue(0)

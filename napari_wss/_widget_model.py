@@ -334,8 +334,13 @@ class ModelActions:
             n += 1
             path = folder / f"{stem}-{n}.pt"
         try:
+            priors = tuple(self.w.priors())
+        except InputError:  # a table mid-edit: the file keeps the bounds the model was trained with
+            priors = ()
+        if len(priors) == state.num_classes:  # not after a class was added or removed
+            state.priors = priors
+        try:
             folder.mkdir(exist_ok=True)
-            state.priors = tuple(self.w.priors())
             save_checkpoint(state, path)
         except (OSError, InputError) as exc:
             raise InputError(

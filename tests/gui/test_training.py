@@ -313,7 +313,10 @@ def test_new_or_load_model_keeps_a_model_no_one_saved(make_widget, gui, tmp_path
     widget.table.add_class("scar")  # a fifth class: the next Train starts a new model, the old one is kept
     widget.table.set_sizes({4: (10.0, 200.0)})  # bounds only: strokes are not needed
     gui.train_and_wait(widget)
-    assert widget.state.num_classes == 5 and len(list((tmp_path / "napari-wss").glob("*.pt"))) == 3
+    kept = sorted((tmp_path / "napari-wss").glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    assert widget.state.num_classes == 5 and len(kept) == 3
+    assert widget.model.load(kept[-1]) is None  # the four-class model, kept with its own four classes
+    assert notes.has("segments 4 classes", "error")
 
 
 def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui, qtbot, notes) -> None:  # type: ignore[no-untyped-def]

@@ -368,7 +368,8 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
     volume's output against the expert's (bias, SD, 95 % limits, MAE, r), per source: ``press``
     (each frame trained on its own strokes, when both frames ran; ``press, convex LV``: the same
     predictions with the LV cavity's convex hull filled, ``hull_`` columns; ``absent cleared``: also
-    the classes the strokes mark absent cleared from their slices, ``held_``), ``corrected`` (the same after
+    the classes the strokes mark absent cleared from their slices, ``held_``; ``dark myocardium``: also
+    the myocardium no brighter than its strokes, ``dark_``), ``corrected`` (the same after
     the correction round) and ``ED strokes only`` (ES predicted by the ED frame's model,
     ``--predict-other-frame``)."""
     ed = {r["patient"]: r for r in rows if r["phase"] == "ED"}
@@ -390,6 +391,11 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
             measured.setdefault("press, convex LV, absent cleared", {})[p] = cardiac_indices(
                 ml(r, cleared), ml(es[p], cleared), NAMES
             )
+            dark = "dark_" + press  # and the myocardium no brighter than its strokes (the widget's default)
+            if dark.format("RV") in r and dark.format("RV") in es[p]:
+                measured.setdefault("press, dark myocardium", {})[p] = cardiac_indices(
+                    ml(r, dark), ml(es[p], dark), NAMES
+                )
             if "fix_RV_mL" in r:
                 fixed = cardiac_indices(ml(r, "fix_{}_mL"), ml(es[p], "fix_{}_mL"), NAMES)
                 measured.setdefault("corrected", {})[p] = fixed

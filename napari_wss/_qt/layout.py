@@ -185,7 +185,8 @@ def build_layout(w: WssWidget) -> None:
     w.dark_myo.setToolTip(
         "With a class named myocardium and strokes of it: predicted myocardium brighter than 99 % of the "
         "pixels under its strokes goes to the nearest other class (in bright-blood cine MRI those are the "
-        "cavities' rims and trabeculae). Untick for images where the wall is not darker than the blood."
+        "cavities' rims and trabeculae). Untick for images where the wall is not darker than the blood, "
+        "and for the end-systole of a hypertrophic heart (measured: the LV then comes out too large)."
     )
     run.addWidget(w.dark_myo, 4, 0)
     w.max_wall = FloatField(

@@ -332,7 +332,7 @@ def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui,
     with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
         pass
     assert widget.prediction_layer is first  # not painted on: refilled in place
-    first.paint((1, 20, 20), 2)  # the user's brush
+    first.paint((1, 20, 20), (int(first.data[1, 20, 20]) + 1) % 4)  # the user's brush, another class there
     assert first.metadata["edited"] and gui.digest(first.data) != untouched
     painted = gui.digest(first.data)
     with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):

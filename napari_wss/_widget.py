@@ -409,7 +409,8 @@ class WssWidget(QWidget):
         bar = self.progress_bar
         bar.setUpdatesEnabled(False)  # QProgressBar.setValue repaints synchronously: a composite of its own
         done = ev.step - self._first_step
-        left = time_left(time.perf_counter() - self._press_started, done, self.job.config.steps)
+        total = self.job.config.steps if self.job is not None else done  # no job: nothing left to time
+        left = time_left(time.perf_counter() - self._press_started, done, total)
         bar.setFormat(f"step {ev.step} · loss {ev.loss:.4g} · {ev.slices_per_s:.1f} slices/s{dice}{left}")
         bar.setValue(done)
         bar.setUpdatesEnabled(True)  # = update(): painted with the rest

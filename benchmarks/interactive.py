@@ -73,7 +73,6 @@ from napari_wss.data import (
 )
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
 from napari_wss.postprocess import (
-    MYO_BRIGHTNESS_PERCENTILE,
     clear_absent,
     fill_lv_hull,
     keep_largest_component,
@@ -138,17 +137,13 @@ def step_rate(data, cfg, seconds: float = 3.0) -> tuple[float, float]:  # type: 
     return first, n / (time.perf_counter() - t1)
 
 
-def held(pred: np.ndarray, absent: np.ndarray, scribbles: np.ndarray) -> np.ndarray:
-    """Predict volume's output with the widget's defaults: the classes the strokes mark absent
-    cleared, each class cut to the objects its strokes touch, the LV cavity made convex."""
-    return fill_lv_hull(keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles), NAMES)
-
-
-def dark(pred: np.ndarray, absent: np.ndarray, scribbles: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """``held`` with the widget's *dark myocardium* before the convex cavity: the myocardium brighter
-    than 99 % of the pixels under its strokes goes to its nearest other class."""
+def held(pred: np.ndarray, absent: np.ndarray, scribbles: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+    """Predict volume's output with the widget's defaults up to 2026-11-28: the classes the strokes
+    mark absent cleared, each class cut to the objects its strokes touch, the LV cavity made convex.
+    Given ``image``, also its *dark myocardium* before the cavity (the default since 2026-11-29): the
+    myocardium brighter than 99 % of the pixels under its strokes goes to its nearest other class."""
     cut = keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles)
-    ceiling = myocardium_ceiling(image, scribbles, NAMES, MYO_BRIGHTNESS_PERCENTILE)
+    ceiling = None if image is None else myocardium_ceiling(image, scribbles, NAMES)
     return fill_lv_hull(cut if ceiling is None else limit_myocardium_brightness(cut, image, ceiling, NAMES), NAMES)
 
 
@@ -169,7 +164,7 @@ def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str,
     variants["hull"] = fill_lv_hull(variants["marked"], NAMES)
     # and the classes the strokes mark absent cleared from those slices first (``held``)
     variants["held"] = held(pred, absent, scribbles)
-    variants["dark"] = dark(pred, absent, scribbles, image)  # and the myocardium no brighter than its strokes
+    variants["dark"] = held(pred, absent, scribbles, image)  # and the myocardium no brighter than its strokes
     out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
     return (
         out

@@ -63,20 +63,17 @@ class ModelActions:
         found = cardiac_classes(list(class_names))
         return self.w.lv_hull.isChecked() and "LV" in found and "myocardium" in found
 
-    def myo_ceiling(self, image: Any, scribbles: Any, class_names: Any) -> float | None:
+    def myo_ceiling(self, pixels: np.ndarray, strokes: np.ndarray | None, class_names: Any) -> float | None:
         """The brightest the myocardium may be in Predict volume and the previews: the box ticked,
-        a class named myocardium and strokes of it on the image's grid
+        a class named myocardium and ``strokes`` of it on the image ``pixels`` (same shape)
         (:func:`~napari_wss.postprocess.myocardium_ceiling`); None otherwise."""
         from napari_wss.metrics import cardiac_classes
-        from napari_wss.postprocess import MYO_BRIGHTNESS_PERCENTILE, myocardium_ceiling
+        from napari_wss.postprocess import myocardium_ceiling
 
         names = list(class_names)
-        if image is None or not self.w.dark_myo.isChecked() or "myocardium" not in cardiac_classes(names):
+        if strokes is None or not self.w.dark_myo.isChecked() or "myocardium" not in cardiac_classes(names):
             return None
-        marks = _strokes_on(image, scribbles)
-        if marks is None:
-            return None
-        return myocardium_ceiling(np.asarray(image.data), marks, names, MYO_BRIGHTNESS_PERCENTILE)
+        return myocardium_ceiling(pixels, strokes, names)
 
     def wall_limit(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:
         """(mm, in-plane spacing) of the wall-thickness limit, or None when it is off (0). Set, it
@@ -123,7 +120,8 @@ class ModelActions:
             data = np.asarray(image.data)
             device = w.settings.device.currentText()
             keep = self.islands(image)
-            marks = _strokes_on(image, w.scribble_layer()) if keep else None
+            strokes = _strokes_on(image, w.scribble_layer())
+            marks = strokes if keep else None
             absent = None
             if marks is not None:  # the painted image: what the strokes and ticks say is not there goes too
                 from napari_wss.data import absent_classes
@@ -138,7 +136,7 @@ class ModelActions:
                 data,
                 geometry=self.geometry_for(image),
                 device=device,
-                myo_ceiling=self.myo_ceiling(image, w.scribble_layer(), w.state.class_names),
+                myo_ceiling=self.myo_ceiling(data, strokes, w.state.class_names),
                 largest_component=keep,
                 scribbles=marks,
                 absent=absent,
@@ -227,7 +225,9 @@ class ModelActions:
                 np.shape(image.data),
                 geometry=self.geometry_for(image),  # every frame of a jointly trained image: its crop
                 device=w.settings.device.currentText(),
-                myo_ceiling=self.myo_ceiling(image, w.scribble_layer(), w.state.class_names),  # this frame's strokes
+                myo_ceiling=self.myo_ceiling(
+                    np.asarray(image.data), _strokes_on(image, w.scribble_layer()), w.state.class_names
+                ),  # this frame's strokes, for every frame
                 largest_component=self.islands(image),
                 lv_hull=self.lv_hull(w.state.class_names),
                 max_wall_mm=None if wall is None else wall[0],

@@ -189,21 +189,30 @@ def limit_wall_thickness(
     return out
 
 
-def myocardium_ceiling(
-    image: np.ndarray, scribbles: np.ndarray, class_names: Sequence[str], percentile: float = 99.0
-) -> float | None:
-    """The brightest the myocardium may be: ``percentile`` of the image's intensities under the
-    myocardium's own strokes (class c painted as c + 1), or None when it has none. Classes by name
-    (``myocardium`` / ``myo``)."""
+def _myocardium_class(class_names: Sequence[str]) -> int:
+    """The myocardium's index among ``class_names`` (found by name), refused in one line without it."""
     from napari_wss.metrics import cardiac_classes
 
-    if not 0 < percentile <= 100:
-        raise InputError(f"the myocardium's brightness percentile must be in (0, 100], got {percentile}")
     myo = cardiac_classes(class_names).get("myocardium")
     if myo is None:
         raise InputError(
             f"the myocardium's brightness needs a class named myocardium; the model has {', '.join(class_names)}"
         )
+    return myo
+
+
+def myocardium_ceiling(
+    image: np.ndarray,
+    scribbles: np.ndarray,
+    class_names: Sequence[str],
+    percentile: float = MYO_BRIGHTNESS_PERCENTILE,
+) -> float | None:
+    """The brightest the myocardium may be: ``percentile`` of the image's intensities under the
+    myocardium's own strokes (class c painted as c + 1), or None when it has none. Classes by name
+    (``myocardium`` / ``myo``)."""
+    if not 0 < percentile <= 100:
+        raise InputError(f"the myocardium's brightness percentile must be in (0, 100], got {percentile}")
+    myo = _myocardium_class(class_names)
     under = np.asarray(image)[np.asarray(scribbles) == myo + 1]
     return float(np.percentile(under, percentile)) if under.size else None
 
@@ -220,13 +229,7 @@ def limit_myocardium_brightness(
     predicted inside the LV lay above the strokes' 99th percentile, 12–62 % inside the RV, 2–5 % of
     the true wall).
     ``image`` has ``labels``' shape; neither is modified."""
-    from napari_wss.metrics import cardiac_classes
-
-    myo = cardiac_classes(class_names).get("myocardium")
-    if myo is None:
-        raise InputError(
-            f"the myocardium's brightness needs a class named myocardium; the model has {', '.join(class_names)}"
-        )
+    myo = _myocardium_class(class_names)
     if np.shape(image) != np.shape(labels):
         raise InputError(f"the image has shape {np.shape(image)} but the labels {np.shape(labels)}")
     out, slices = _copy_by_slice(labels)

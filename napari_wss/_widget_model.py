@@ -89,14 +89,23 @@ class ModelActions:
             raise InputError("the maximum wall thickness needs an image with a voxel size (NIfTI): set it to off")
         return mm, (spacing[1], spacing[2])
 
-    def geometry_for(self, image: Any) -> Any:
-        """How ``image`` maps to the network when the last Train press learnt it as one of the other
-        painted images (its own crop), else None: the model's own geometry, or the whole slice."""
-        job = self.w.job
-        if job is None or image.name not in job.others:
-            return None
-        geometry = job.others_geometry[job.others.index(image.name)]
-        return geometry if geometry.source_shape == tuple(np.shape(image.data)[-2:]) else None
+    def geometry_for(self, image: Any, strokes: np.ndarray | None) -> Any:
+        """How ``image`` (with ``strokes``, the scribble layer's on its grid, or None) maps to the
+        network: its own crop when the last Train press learnt it as one of the other painted
+        images, else where :func:`~napari_wss.training.prediction_geometry` puts it (the model's
+        box on the trained grid; on another, around the image's own strokes). A warning says when
+        a model trained on a crop can only see the image as a whole slice."""
+        from napari_wss.training import prediction_geometry
+
+        job, shape = self.w.job, tuple(np.shape(image.data)[-2:])
+        if job is not None and image.name in job.others:
+            geometry = job.others_geometry[job.others.index(image.name)]
+            if geometry.source_shape == shape:
+                return geometry
+        geometry, caution = prediction_geometry(self.w.state, shape, strokes)
+        if caution is not None:
+            notifications.show_warning(f"'{image.name}': {caution}")
+        return geometry
 
     def _guard(self) -> None:
         if self.w.runner.running:
@@ -134,7 +143,7 @@ class ModelActions:
                 predict_volume,
                 w.state,
                 data,
-                geometry=self.geometry_for(image),
+                geometry=self.geometry_for(image, strokes),
                 device=device,
                 myo_ceiling=self.myo_ceiling(data, strokes, w.state.class_names),
                 largest_component=keep,
@@ -218,16 +227,15 @@ class ModelActions:
             from napari.qt.threading import create_worker
 
             wall = self.wall_limit(w.state.class_names)
+            strokes = _strokes_on(image, w.scribble_layer())  # this frame's, for every frame
             worker = create_worker(
                 _predict_frames,
                 w.state,
                 image.metadata["source_path"],
                 np.shape(image.data),
-                geometry=self.geometry_for(image),  # every frame of a jointly trained image: its crop
+                geometry=self.geometry_for(image, strokes),
                 device=w.settings.device.currentText(),
-                myo_ceiling=self.myo_ceiling(
-                    np.asarray(image.data), _strokes_on(image, w.scribble_layer()), w.state.class_names
-                ),  # this frame's strokes, for every frame
+                myo_ceiling=self.myo_ceiling(np.asarray(image.data), strokes, w.state.class_names),
                 largest_component=self.islands(image),
                 lv_hull=self.lv_hull(w.state.class_names),
                 max_wall_mm=None if wall is None else wall[0],

@@ -634,27 +634,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         raise InputError(f"--out {out} must end in .nii.gz, .nii or .png (a folder for a PNG folder)")
     keep = ("slice" if img.kind == "pngdir" else "volume") if args.largest_component else None
-    marks = absent = None
+    strokes = marks = absent = None
     if args.scribbles:
-        if keep is None:
-            raise InputError("--scribbles chooses the objects --largest-component keeps: add --largest-component")
         from napari_wss.data import absent_classes, check_scribbles
 
-        marks = check_scribbles(load_map(args.scribbles, img, what="scribbles", frame=args.frame), state.num_classes)
-        n = marks.shape[0] if marks.ndim == 3 else 1
-        absent = absent_classes(n, state.num_classes, scribbles=marks)  # as the widget's Predict volume
+        strokes = check_scribbles(load_map(args.scribbles, img, what="scribbles", frame=args.frame), state.num_classes)
+        if keep is not None:  # they choose the objects kept, and clear what they say is absent
+            marks = strokes
+            n = marks.shape[0] if marks.ndim == 3 else 1
+            absent = absent_classes(n, state.num_classes, scribbles=marks)  # as the widget's Predict volume
+    geometry = _placed(state, img.data, img.path.name, strokes)
     heart = _heart_rules(args, img.spacing)
     ceiling = None
     if args.dark_myocardium:
         from napari_wss.postprocess import myocardium_ceiling
 
-        ceiling = myocardium_ceiling(img.data, marks, state.class_names)
+        ceiling = myocardium_ceiling(img.data, strokes, state.class_names)
         if ceiling is None:
             raise InputError(f"--dark-myocardium: {Path(args.scribbles).name} has no stroke of the myocardium")
     labels = np.asarray(
         predict_volume(
             state,
             img.data,
+            geometry=geometry,
             device=args.device,
             largest_component=keep,
             scribbles=marks,
@@ -675,6 +677,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {int(c)}" for n, c in zip(state.class_names, counts))
     _echo(f"wrote {out} ({labels.shape[0]} slice(s); voxels per class: {summary})")
     return 0
+
+
+def _placed(
+    state: Any, image: np.ndarray, name: str, strokes: np.ndarray | None = None, beside: Path | None = None
+) -> Any:
+    """Where the model predicts ``image`` (:func:`~napari_wss.training.prediction_geometry`: around
+    its ``strokes`` for a model trained on a crop; ``beside``: the image file, whose ``*_scribble``
+    file, ACDC's layout, gives the strokes when it lies on the image's shape). Says on stderr when
+    the model can only see the image as a whole slice."""
+    from napari_wss import io
+    from napari_wss.training import prediction_geometry
+
+    if state.geometry is None or state.geometry.is_full:
+        return None
+    scribble = io.acdc_siblings(beside)[1] if beside is not None and strokes is None else None
+    if scribble is not None:
+        strokes = io.read_nifti(scribble).data
+        strokes = strokes if strokes.shape == np.shape(image) else None
+    geometry, caution = prediction_geometry(state, np.shape(image)[-2:], strokes)
+    if caution is not None:
+        sys.stderr.write(f"napari-wss: {name}: {caution}\n")
+    return geometry
 
 
 def _heart_rules(args: argparse.Namespace, spacing_zyx: tuple[float, float, float]) -> dict[str, Any]:
@@ -733,7 +757,12 @@ def _predict_cohort(args: argparse.Namespace, state: Any, images: list[Path]) ->
         try:
             img = load_image(src, frame=args.frame)
             labels = predict_volume(
-                state, img.data, device=args.device, largest_component=keep, **_heart_rules(args, img.spacing)
+                state,
+                img.data,
+                geometry=_placed(state, img.data, src.name, beside=src),
+                device=args.device,
+                largest_component=keep,
+                **_heart_rules(args, img.spacing),
             )
             io.write_nifti(target, np.asarray(labels), img.affine, spacing=img.spacing, source=src, overwrite=True)
         except InputError as exc:
@@ -795,9 +824,14 @@ def _predict_cine(args: argparse.Namespace, state: Any) -> int:
         dynamic_ncols=True,
         leave=False,
     )
+    geometry = _placed(state, grid.data, src.name)  # one grid: every frame where the model was trained
     labels = []
     for vol in bar:
-        labels.append(np.asarray(predict_volume(state, vol.data, device=args.device, largest_component=keep, **heart)))
+        labels.append(
+            np.asarray(
+                predict_volume(state, vol.data, geometry=geometry, device=args.device, largest_component=keep, **heart)
+            )
+        )
     cine = np.stack(labels)
     io.write_nifti(out, cine, grid.affine, spacing=grid.spacing, source=src, overwrite=args.overwrite, frame_step=step)
     _echo(f"wrote {out} ({len(frames)} frames of {cine.shape[1]} slice(s))")
@@ -852,7 +886,10 @@ def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
         vol = io.read_nifti(case.image)
         keep = "volume" if args.largest_component else None
         heart = _heart_rules(args, vol.spacing)
-        labels = np.asarray(predict_volume(state, vol.data, device=args.device, largest_component=keep, **heart))
+        geometry = _placed(state, vol.data, case.image.name, beside=case.image)
+        labels = np.asarray(
+            predict_volume(state, vol.data, geometry=geometry, device=args.device, largest_component=keep, **heart)
+        )
         io.write_nifti(target, labels, vol.affine, spacing=vol.spacing, source=case.image, overwrite=args.overwrite)
     _echo(f"wrote {len(cases)} predictions to {out}")
     return 0
@@ -1443,8 +1480,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scribbles",
         metavar="S",
-        help="with --largest-component: keep instead each class's objects that these strokes of it touch, "
-        "after clearing each class from the slices where the strokes have none of it but some other",
+        help="the image's strokes: a model trained on a crop (saved from the widget) predicts an image of another "
+        "grid in the crop around them, "
+        "as Train cuts it (a cohort image or --acdc frame: its *_scribble file, when there is one); with "
+        "--largest-component each class keeps the objects its strokes touch, after clearing each class from the "
+        "slices where the strokes have none of it but some other",
     )
     p.add_argument(
         "--lv-hull",

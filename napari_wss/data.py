@@ -138,6 +138,12 @@ class SliceGeometry:
         return cls((int(h), int(w)), (0, int(h), 0, int(w)), int(size))
 
     @property
+    def is_full(self) -> bool:
+        """Whether the box is the whole slice (no crop)."""
+        h, w = self.source_shape
+        return self.box == (0, h, 0, w)
+
+    @property
     def scale(self) -> tuple[float, float]:
         """Network pixels per source pixel along rows and columns."""
         r0, r1, c0, c1 = self.box

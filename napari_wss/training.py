@@ -770,6 +770,41 @@ def after_warm_up() -> None:
         pass
 
 
+def prediction_geometry(
+    state: TrainState, shape: tuple[int, int], scribbles: np.ndarray | None = None
+) -> tuple[SliceGeometry | None, str | None]:
+    """Where a model predicts an image of in-plane ``shape`` with these strokes, and a caution.
+
+    A model trained on whole slices predicts whole slices: ``(None, None)``. One trained on a crop
+    (the widget's default, around the trained image's strokes) has seen only that crop's field of
+    view at that scale. On the trained grid it keeps its box (``None``: the trained image, or
+    another frame of the same heart, where that box scored as well as or better than a crop around
+    the frame's own strokes). On another grid an image with foreground strokes (``scribbles`` as
+    painted, class c as c + 1, background strokes ignored) is cut around them as Train would cut
+    it (:func:`~napari_wss.data.crop_around`), so another painted heart lands where the model
+    expects one; without strokes :func:`predict_volume` falls back to the whole slice, and the
+    second item says why that is poor (``benchmarks/placement.py``; docs/measurements.md,
+    "Predicting another heart").
+    """
+    from napari_wss.data import crop_around
+
+    own = state.geometry
+    shape = (int(shape[0]), int(shape[1]))
+    if own is None or own.is_full or shape == own.source_shape:
+        return None, None
+    box = None
+    if scribbles is not None:
+        marks = np.asarray(scribbles)
+        box = crop_around(marks.reshape(-1, *marks.shape[-2:]))
+    if box is not None:
+        return SliceGeometry(shape, box, own.size), None
+    return None, (
+        f"the model learnt a crop around the strokes of a {own.source_shape[0]}×{own.source_shape[1]} image; this "
+        f"{shape[0]}×{shape[1]} one has no strokes to place that crop, so it is predicted as a whole slice, which "
+        "such a model segments poorly: paint a few strokes of each structure on it first"
+    )
+
+
 def predict_volume(
     state: TrainState,
     image: np.ndarray,

@@ -280,6 +280,49 @@ def test_predict_a_cohort_into_a_folder(tmp_path: Path, capsys: pytest.CaptureFi
     assert_one_line_error(code, err, "each must be a NIfTI file")
 
 
+def test_predict_places_a_crop_trained_model_by_the_image_strokes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model trained on a crop (the widget's default, saved from the plugin) predicts another
+    image in the crop around that image's strokes: --scribbles (no --largest-component needed),
+    or a cohort image's *_scribble file; one of another size without strokes is predicted whole,
+    with one caution line naming it on stderr."""
+    from napari_wss import training
+    from napari_wss.config import TrainConfig
+    from napari_wss.data import SliceGeometry, crop_around, prepare_volume
+
+    ph = toy.cardiac_phantom(n_slices=3, size=48, seed=0)
+    box = crop_around(ph.scribbles)
+    ds, geometry = prepare_volume(ph.image, num_classes=4, size=32, scribbles=ph.scribbles, box=box)
+    config = TrainConfig(mode="partial", penalty="none", steps=2, size=32, width=4, depth=2, batch_size=2, device="cpu")
+    state = training.TrainState.create(config, ("background", "RV", "myocardium", "LV"))
+    for _ in training.train(ds, config, state=state):
+        pass
+    state.geometry = geometry
+    model = training.save_checkpoint(state, tmp_path / "m.pt")
+    data = tmp_path / "data"
+    data.mkdir()
+    other = toy.cardiac_phantom(n_slices=2, size=64, seed=1)
+    image = io.write_nifti(data / "other.nii.gz", other.image, AFFINE, spacing=SPACING)
+    strokes = io.write_nifti(data / "other_scribble.nii.gz", other.scribbles, AFFINE, spacing=SPACING)
+    bare = io.write_nifti(data / "bare.nii.gz", other.image[:, :56], AFFINE, spacing=SPACING)
+    placed = SliceGeometry((64, 64), crop_around(other.scribbles), 32)
+    seen: list[object] = []
+    real = training.predict_volume
+    monkeypatch.setattr(training, "predict_volume", lambda *a, **k: seen.append(k["geometry"]) or real(*a, **k))
+
+    args = ["predict", "--model", model, "--image", image, "--scribbles", strokes, "--out", tmp_path / "a.nii.gz"]
+    code, _, err = run(capsys, *args)
+    assert code == 0 and err == "" and seen == [placed]
+    code, _, err = run(capsys, "predict", "--model", model, "--image", bare, "--out", tmp_path / "b.nii.gz")
+    assert code == 0 and seen[-1] is None
+    assert err.count("\n") == 1 and "56×64" in err
+    assert err.startswith("napari-wss: bare.nii.gz: the model learnt a crop")
+    code, _, err = run(capsys, "predict", "--model", model, "--image", image, bare, "--out", tmp_path / "c")
+    assert code == 0 and seen[-2:] == [placed, None] and err.count("the model learnt a crop") == 1
+    assert io.read_nifti(tmp_path / "a.nii.gz").data.shape == other.image.shape
+
+
 def test_predict_with_a_foreign_model_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "model.pt"
     model.write_bytes(b"not a model")
@@ -392,9 +435,10 @@ def test_train_predict_evaluate_round_trip(
     marked = tmp_path / "marked.nii.gz"
     strokes = phantom_files["scribbles"]
     args = ("predict", "--model", model, "--image", phantom_files["image"], "--out", marked, "--scribbles", strokes)
-    code, _, err = run(capsys, *args)
-    assert_one_line_error(code, err, "--scribbles chooses the objects", "--largest-component")
-    code, _, err = run(capsys, *args, "--largest-component")
+    code, _, err = run(capsys, *args)  # alone they only place a crop-trained model: this one saw whole slices
+    assert code == 0 and err == ""
+    np.testing.assert_array_equal(io.read_nifti(marked).data, written.data)
+    code, _, err = run(capsys, *args, "--largest-component", "--overwrite")
     assert code == 0, err
     painted = io.read_nifti(strokes).data.astype(np.int64)
     absent = absent_classes(painted.shape[0], 4, scribbles=painted)  # what the strokes say is not on a slice

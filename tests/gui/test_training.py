@@ -580,6 +580,49 @@ def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: i
     assert widget.plot.volume_curves is None
 
 
+def test_predict_volume_places_the_model_by_the_strokes(make_widget, gui, qtbot, notes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Predict volume on a painted image the model was not trained on cuts it around its own
+    strokes, as Train would; on an unpainted image of another size it predicts the whole slice and
+    a warning says why that is poor; the trained image keeps the model's crop. No strokes change."""
+    from napari_wss import _layers, toy
+    from napari_wss.data import SliceGeometry, crop_around
+
+    viewer, widget = make_widget("phantom", steps=4)
+    picked, picked_strokes = viewer.layers["cardiac phantom"], viewer.layers["scribbles"]
+    gui.train_and_wait(widget)
+    assert not widget.job.geometry.is_full  # the default: a crop around the strokes
+    other = toy.cardiac_phantom(n_slices=5, size=40, seed=7)
+    image = viewer.add_image(other.image, name="other heart", scale=picked.scale)
+    kwargs = _layers.labels_kwargs("other strokes", _layers.ROLE_SCRIBBLES, scale=picked.scale)
+    strokes = viewer.add_labels(other.scribbles.copy(), **kwargs)
+    painted = [gui.digest(strokes.data), gui.digest(picked_strokes.data)]
+    seen = []
+    real = training.predict_volume
+    monkeypatch.setattr(training, "predict_volume", lambda *a, **k: seen.append(k["geometry"]) or real(*a, **k))
+
+    def predict() -> None:
+        with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+            pass
+
+    widget.image_picker.set_layer(image)
+    widget.scribble_picker.set_layer(strokes)
+    predict()
+    assert seen == [SliceGeometry((40, 40), crop_around(other.scribbles), widget.job.geometry.size)]
+    assert not notes.messages("warning") and widget.prediction_layer.data.shape == image.data.shape
+
+    bare = viewer.add_image(toy.cardiac_phantom(n_slices=3, size=48, seed=8).image, name="bare", scale=picked.scale)
+    widget.image_picker.set_layer(bare)  # the scribble layer lies on another grid: no strokes for it
+    predict()
+    assert seen[-1] is None and notes.has("'bare': the model learnt a crop", "warning")
+    assert widget.prediction_layer.data.shape == bare.data.shape
+
+    widget.image_picker.set_layer(picked)
+    widget.scribble_picker.set_layer(picked_strokes)
+    predict()
+    assert seen[-1] is None  # the trained image: the model's own crop
+    assert painted == [gui.digest(strokes.data), gui.digest(picked_strokes.data)] and not notes.errors()
+
+
 def test_train_on_every_painted_image(make_widget, gui, qtbot, notes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Ticked, Train also learns from the other images that have a scribble layer of their own
     (one model; the picked image's slices first), reads their strokes only, and leaves out a

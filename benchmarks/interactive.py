@@ -36,6 +36,7 @@ Train); a run whose steps end before a budget is scored at its end for that budg
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --continue-frames   # ES continues ED
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 120 --joint-frames   # one model, both frames
     python benchmarks/interactive.py --volumes 5 --phase ED --background-loop 5   # background circled 5 mm out
+    python benchmarks/interactive.py --volumes 10 --phase ED --budgets 5,10,30,60 --continue-patients   # next heart
 
 Prints one JSON line per volume and the medians.
 """
@@ -306,6 +307,22 @@ def other_frame(state, geom, scribbles, loaded) -> dict[str, float]:  # type: ig
     }
 
 
+def transfer_columns(state, image, scribbles, gt, spacing, volume, crop_margin) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Predict volume on a painted heart the model was not trained on (off the clock, before its
+    press): in the crop around the heart's own strokes (``before``; the widget's on another grid
+    since 2026-11-29, on the trained grid it keeps the trained box) and, as before that, in the
+    model's last crop when the grids match, else on the whole slice (``before_old``); both through
+    Predict volume's defaults (:func:`held` with the image)."""
+    _, _, _, _, ranges_mm2, boxes, cfg = volume
+    _, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin)
+    out = {}
+    for key, g in (("before", geom), ("before_old", None)):
+        pred = predict_volume(state, image, geometry=g, device=next(state.model.parameters()).device)
+        dice = score_volume(held(pred, absent, scribbles, image), gt, K, spacing).dice
+        out[key] = round(float(np.nanmean(dice[1:])), 4)
+    return out
+
+
 def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, boxes, cfg, crop_margin, oracle):  # type: ignore[no-untyped-def]
     """After the press: Predict volume, one simulated correction stroke per slice, a second press
     of the same length continuing the model (as Train does in the plugin: bounds and crop from the
@@ -523,6 +540,13 @@ def main() -> None:
         help="with --phase both: the ES press continues the model of the patient's ED press (Train pressed "
         "again in the widget with the other frame picked) instead of a new model",
     )
+    ap.add_argument(
+        "--continue-patients",
+        action="store_true",
+        help="each volume's press continues the model of the previous volume's press (the widget's Train on the "
+        "next heart without New model; the first volume starts a new one); before it, that model predicts the "
+        "volume in the crop around its strokes (before_ columns: Predict volume on a painted heart not trained on)",
+    )
     ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0, help="the training seed (weights, batches, augmentation)")
@@ -548,6 +572,8 @@ def main() -> None:
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     exclusive = (args.corrections, args.second_press, args.continue_frames, args.predict_other_frame)
+    if args.continue_patients and (args.phase not in ("ED", "ES") or args.joint_frames or args.continue_frames):
+        ap.error("--continue-patients needs --phase ED or ES, and neither --joint-frames nor --continue-frames")
     if args.joint_frames and (args.phase != "both" or len(budgets) != 1 or any(exclusive) or args.save_predictions):
         ap.error(
             "--joint-frames needs --phase both and one budget, and none of --corrections, --second-press, "
@@ -628,6 +654,7 @@ def main() -> None:
         print(json.dumps({"warm_up_s": sizing["warm_up_s"]}), flush=True)
     rows = []
     ed_models = {}  # patient -> the model after its ED press (--continue-frames)
+    last_model = {}  # "state" -> the model after the last volume's press (--continue-patients)
     partner_rows: dict[int, dict] = {}  # volume -> its row, scored after the joint press (--joint-frames)
 
     def loaded(v):  # type: ignore[no-untyped-def]
@@ -672,6 +699,10 @@ def main() -> None:
             press = replace(cfg, steps=2 * cfg.steps)  # the two frames' presses in one
         volume = (image, scribbles, gt, spacing, ranges, boxes, press)
         start_from = ed_models.get(pack.patients[v]) if pack.phases[v] == "ES" else None
+        before = {}
+        if args.continue_patients and rows:
+            start_from = last_model["state"]
+            before = transfer_columns(start_from, image, scribbles, gt, spacing, volume, args.crop_margin)
         first, dice_at, info, (state, geom, data, absent) = run_volume(
             *volume,
             budgets,
@@ -688,7 +719,10 @@ def main() -> None:
             p_info = {**info, "joint_with": str(pack.phases[v])}
             partner_rows[partner] = make_row(partner, first, {b: p_score for b in dice_at}, p_gt, p_spacing, p_info)
         if start_from is not None:
-            info["continued_from_ED"] = True
+            info["continued_from"] = rows[-1]["patient"] if args.continue_patients else "ED"
+        info.update(before)
+        if args.continue_patients:
+            last_model["state"] = copy.deepcopy(state)
         if args.continue_frames and pack.phases[v] == "ED":
             ed_models[pack.patients[v]] = copy.deepcopy(state)
         if args.save_predictions:

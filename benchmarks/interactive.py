@@ -315,12 +315,17 @@ def transfer_columns(state, image, scribbles, gt, spacing, volume, crop_margin) 
     Predict volume's defaults (:func:`held` with the image)."""
     _, _, _, _, ranges_mm2, boxes, cfg = volume
     _, geom, absent = prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin)
-    out = {}
-    for key, g in (("before", geom), ("before_old", None)):
-        pred = predict_volume(state, image, geometry=g, device=next(state.model.parameters()).device)
-        dice = score_volume(held(pred, absent, scribbles, image), gt, K, spacing).dice
-        out[key] = round(float(np.nanmean(dice[1:])), 4)
-    return out
+    return {
+        key: held_dice(state, image, g, absent, scribbles, gt, spacing)
+        for key, g in (("before", geom), ("before_old", None))
+    }
+
+
+def held_dice(state, image, geometry, absent, scribbles, gt, spacing) -> float:  # type: ignore[no-untyped-def]
+    """Mean 3D Dice (RV, myocardium, LV) of Predict volume's default output (:func:`held` with the
+    image) of the model on ``image`` mapped through ``geometry`` (None: predict_volume's default)."""
+    pred = predict_volume(state, image, geometry=geometry, device=next(state.model.parameters()).device)
+    return round(float(np.nanmean(score_volume(held(pred, absent, scribbles, image), gt, K, spacing).dice[1:])), 4)
 
 
 def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, boxes, cfg, crop_margin, oracle):  # type: ignore[no-untyped-def]
@@ -654,7 +659,7 @@ def main() -> None:
         print(json.dumps({"warm_up_s": sizing["warm_up_s"]}), flush=True)
     rows = []
     ed_models = {}  # patient -> the model after its ED press (--continue-frames)
-    last_model = {}  # "state" -> the model after the last volume's press (--continue-patients)
+    previous = None  # the model after the last volume's press (--continue-patients)
     partner_rows: dict[int, dict] = {}  # volume -> its row, scored after the joint press (--joint-frames)
 
     def loaded(v):  # type: ignore[no-untyped-def]
@@ -701,7 +706,7 @@ def main() -> None:
         start_from = ed_models.get(pack.patients[v]) if pack.phases[v] == "ES" else None
         before = {}
         if args.continue_patients and rows:
-            start_from = last_model["state"]
+            start_from = previous
             before = transfer_columns(start_from, image, scribbles, gt, spacing, volume, args.crop_margin)
         first, dice_at, info, (state, geom, data, absent) = run_volume(
             *volume,
@@ -722,7 +727,7 @@ def main() -> None:
             info["continued_from"] = rows[-1]["patient"] if args.continue_patients else "ED"
         info.update(before)
         if args.continue_patients:
-            last_model["state"] = copy.deepcopy(state)
+            previous = copy.deepcopy(state)
         if args.continue_frames and pack.phases[v] == "ED":
             ed_models[pack.patients[v]] = copy.deepcopy(state)
         if args.save_predictions:

@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interactive import ACDC, NAMES, Boxes, K, area_ranges_mm2, centroid_margins, held, load_pack, prepare
+from interactive import ACDC, NAMES, Boxes, area_ranges_mm2, centroid_margins, held_dice, load_pack, prepare
 
 from napari_wss.config import PENALTY_WEIGHTS, Penalty, TrainConfig
 from napari_wss.data import SliceGeometry, crop_around
 from napari_wss.io import find_acdc_cases, read_nifti
-from napari_wss.metrics import score_volume
-from napari_wss.training import TrainState, calibrate_batchnorm, predict_volume, train
+from napari_wss.training import TrainState, calibrate_batchnorm, train
 
 pack = load_pack()
 train_vols, _ = pack.fold_volumes(5)
@@ -95,8 +94,7 @@ for p in pats:
         for k, g in variants.items():
             if g is None:
                 continue
-            pred = predict_volume(state, im2, geometry=g)
-            r[k] = round(float(np.nanmean(score_volume(held(pred, absent2, scr2, im2), gt2, K, sp2).dice[1:])), 4)
+            r[k] = held_dice(state, im2, g, absent2, scr2, gt2, sp2)
         rows.append(r)
         print(json.dumps(r), flush=True)
 for kind in ("ES", "ED"):

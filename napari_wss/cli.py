@@ -689,13 +689,12 @@ def _placed(
     from napari_wss import io
     from napari_wss.training import prediction_geometry
 
-    if state.geometry is None or state.geometry.is_full:
-        return None
-    scribble = io.acdc_siblings(beside)[1] if beside is not None and strokes is None else None
-    if scribble is not None:
-        strokes = io.read_nifti(scribble).data
-        strokes = strokes if strokes.shape == np.shape(image) else None
     geometry, caution = prediction_geometry(state, np.shape(image)[-2:], strokes)
+    scribble = io.acdc_siblings(beside)[1] if caution is not None and beside is not None else None
+    if scribble is not None:  # read only when the model has no other way to see this image
+        found = io.read_nifti(scribble).data
+        if found.shape == np.shape(image):
+            geometry, caution = prediction_geometry(state, np.shape(image)[-2:], found)
     if caution is not None:
         sys.stderr.write(f"napari-wss: {name}: {caution}\n")
     return geometry

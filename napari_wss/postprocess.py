@@ -24,8 +24,8 @@ from scipy import ndimage
 from napari_wss.errors import InputError
 
 LARGEST_COMPONENT = ("volume", "slice")
-MYO_BRIGHTNESS_PERCENTILE = 99.0  # the widget's ceiling: measured on ACDC, benchmarks/postprocess_study.py
 """How :func:`keep_largest_component` connects voxels: across slices, or within each slice."""
+MYO_BRIGHTNESS_PERCENTILE = 99.0  # the widget's ceiling: measured on ACDC, benchmarks/postprocess_study.py
 
 
 def keep_largest_component(

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from napari_wss.config import ClassPrior, Mode, Penalty, TrainConfig
-from napari_wss.data import Batch, DeviceSlices, Normalization, SliceDataset, SliceGeometry
+from napari_wss.data import Batch, DeviceSlices, Normalization, SliceDataset, SliceGeometry, crop_around
 from napari_wss.errors import InputError
 from napari_wss.losses.constraints import CentroidConstraint, SizeConstraint, bound_violation
 from napari_wss.losses.functional import (
@@ -786,8 +786,6 @@ def prediction_geometry(
     second item says why that is poor (``benchmarks/placement.py``; docs/measurements.md,
     "Predicting another heart").
     """
-    from napari_wss.data import crop_around
-
     own = state.geometry
     shape = (int(shape[0]), int(shape[1]))
     if own is None or own.is_full or shape == own.source_shape:

@@ -45,11 +45,13 @@ from acdc_pack import (
     user_bounds,
 )
 
-from napari_wss.config import PENALTY_WEIGHTS, Penalty, TrainConfig
-from napari_wss.data import bounds_from_labels
-from napari_wss.postprocess import fill_lv_hull
+from napari_wss.config import PENALTY_WEIGHTS, Mode, Penalty, TrainConfig
+from napari_wss.data import bounds_from_labels, rule_out_brighter
+from napari_wss.postprocess import MYO_BRIGHTNESS_PERCENTILE, fill_lv_hull
 from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
 from napari_wss.training import train
+
+MYO = NAMES.index("myocardium")
 
 # name: (TrainConfig changes, priors used)
 ROWS: dict[str, tuple[dict, str]] = {
@@ -146,6 +148,7 @@ def _record(name: str, fold: int, summary: dict, cfg: TrainConfig, train_s: floa
         "crf_weight": cfg.crf_weight,
         "size_weight": cfg.size_weight,
         "absence_weight": cfg.absence_weight,
+        "ruled_out_weight": cfg.ruled_out_weight,
         "rotate": cfg.rotate,
         "zoom": cfg.zoom,
         "batch": cfg.batch_size,
@@ -178,6 +181,11 @@ def run_one(
     cfg, priors = row_config(name, base, crf_weight, size_scale)
     sizes, cents = bounds_for(pack, slices, priors, train_vols, bins)
     data = dataset(pack, slices, sizes, cents)
+    ruled = {}
+    if cfg.ruled_out_weight > 0 and cfg.mode != Mode.FULL:
+        data = rule_out_brighter(data, MYO, MYO_BRIGHTNESS_PERCENTILE)
+        name = f"{name} + dark myocardium {cfg.ruled_out_weight:g}"
+        ruled = _ruled_out_truth(data)
     if bins > 1 and priors in ("size", "size+centroid"):
         name = f"{name} ({bins} positions)"
     device = torch.device("cuda" if cfg.device.startswith("cuda") else "cpu")
@@ -186,6 +194,8 @@ def run_one(
     train_s = time.perf_counter() - start
     records = [_record(name, fold, _score(state.model.to(device), pack, test_vols, pool), cfg, train_s, len(test_vols))]
     records[0]["size_binding"] = _size_binding(state.model, pack, slices, sizes)
+    if ruled:
+        records[0]["ruled_out"] = ruled
     press = cfg.with_(steps=second_press, lr=second_lr or cfg.lr) if pseudo else cfg  # no press: unused
     for confidence in pseudo:
         second = copy.deepcopy(state)
@@ -217,6 +227,19 @@ def run_one(
     for rec in records:
         rec["position_bins"] = bins
     return records
+
+
+def _ruled_out_truth(data) -> dict:
+    """How often the brightness rule is right on the training slices: the share of the pixels it
+    rules the myocardium out of, and which expert class those pixels are; the share of the true
+    myocardium it rules out."""
+    marked = data.ruled_out == MYO + 1
+    truth = data.labels[marked]
+    return {
+        "pixel_share": round(float(marked.mean()), 4),
+        "by_true_class": {n: round(float((truth == c).mean()), 4) for c, n in enumerate(NAMES)},
+        "true_myocardium_ruled_out": round(float(marked[data.labels == MYO].mean()), 4),
+    }
 
 
 @torch.no_grad()
@@ -300,6 +323,13 @@ def main() -> None:
         default=TrainConfig.absence_weight,
         help="the absence term's weight (default TrainConfig's, 0 = absence as a size bound of 0; the widget uses 0.3)",
     )
+    ap.add_argument(
+        "--dark-myocardium",
+        type=float,
+        default=0.0,
+        help="weight of the term keeping the myocardium off pixels brighter than 99 %% of those under its strokes "
+        "in the same volume (rows with scribbles; 0 = off)",
+    )
     add_augmentation_args(ap)
     ap.add_argument(
         "--second-press", type=int, default=0, help="train each row's model this many more steps (see --pseudo)"
@@ -358,6 +388,7 @@ def main() -> None:
         steps_per_epoch=100,
         penalty_warmup=args.penalty_warmup,
         absence_weight=args.absence_weight,
+        ruled_out_weight=args.dark_myocardium,
         rotate=args.rotate,
         zoom=args.zoom,
         seed=args.seed,

@@ -70,10 +70,12 @@ from napari_wss.data import (
     bounds_from_priors,
     crop_around,
     prepare_volume,
+    rule_out_brighter,
     stroke_boxes,
 )
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
 from napari_wss.postprocess import (
+    MYO_BRIGHTNESS_PERCENTILE,
     clear_absent,
     fill_lv_hull,
     keep_largest_component,
@@ -117,6 +119,8 @@ def prepare(image, scribbles, spacing, ranges_mm2, boxes, cfg, crop_margin, orac
     data, geom = prepare_volume(
         image, num_classes=K, size=cfg.size, scribbles=scribbles, size_bounds=sizes, centroid_bounds=cents, box=box
     )
+    if cfg.ruled_out_weight > 0:  # --dark-myocardium: the wall kept off pixels brighter than its strokes
+        data = rule_out_brighter(data, NAMES.index("myocardium"), MYO_BRIGHTNESS_PERCENTILE)
     return data, geom, absent
 
 
@@ -488,6 +492,14 @@ def main() -> None:
     )
     ap.add_argument("--crf-weight", type=float, default=0.0)
     ap.add_argument(
+        "--dark-myocardium",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of the training term keeping the myocardium off pixels brighter than 99 %% of those under its "
+        "strokes (0 = off)",
+    )
+    ap.add_argument(
         "--second-press",
         type=int,
         default=0,
@@ -593,6 +605,7 @@ def main() -> None:
         mode=args.mode,
         penalty=args.penalty,
         crf_weight=args.crf_weight,
+        ruled_out_weight=args.dark_myocardium,
         absence_weight=args.absence_weight,
         entropy_weight=args.entropy_weight,
         depth=args.depth,

@@ -231,7 +231,11 @@ class TrainConfig:
             widget's one-volume presses it erased small end-systolic ventricles, and the widget
             uses 0.3; on the CPU cohort runs 0 scored better (README, "Absence and small
             structures"). Applies with the priors (a penalty), whatever the size weight.
-        penalty_warmup: the prior and regulariser terms (absence, size, centroid, CRF, entropy) grow linearly
+        ruled_out_weight: weight of the ruled-out term: class c kept off the pixels a dataset's
+            ``ruled_out`` map marks c + 1 (``data.rule_out_brighter``: the dark myocardium),
+            ``-log(1 - p)`` averaged over those pixels (0 = off). Any mode but ``full``.
+        penalty_warmup: the prior and regulariser terms (absence, size, centroid, CRF, entropy,
+            ruled-out) grow linearly
             from 0 to their weights over the model's first this-many steps (a continued model keeps
             full weights; 0 = full weight from the start).
     """
@@ -266,6 +270,7 @@ class TrainConfig:
     entropy_weight: float = 0.0
     penalty_warmup: int = 0
     absence_weight: float = 0.0
+    ruled_out_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -301,7 +306,15 @@ class TrainConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             raise InputError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         _check_range("weight_decay", self.weight_decay, 0.0, 1.0)
-        for name in ("ce_weight", "size_weight", "centroid_weight", "crf_weight", "entropy_weight", "absence_weight"):
+        for name in (
+            "ce_weight",
+            "size_weight",
+            "centroid_weight",
+            "crf_weight",
+            "entropy_weight",
+            "absence_weight",
+            "ruled_out_weight",
+        ):
             _check_range(name, getattr(self, name), 0.0, 1e6)
         _check_range("t0", self.t0, 0.0, 1e6, lo_open=True)
         _check_range("rotate", self.rotate, 0.0, 180.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -444,6 +444,8 @@ class SliceDataset:
         centroid_bounds: ``(N, K, 2, 2)`` float32 in network pixels (NaN = none).
         volume: ``(N,)`` index of the volume each slice came from.
         slice: ``(N,)`` index of the slice within its volume.
+        ruled_out: ``(N, S, S)`` uint8, class c written as c + 1 where c is known not to be
+            (0 = nothing known), or None; see :func:`rule_out_brighter`.
     """
 
     images: np.ndarray
@@ -453,6 +455,7 @@ class SliceDataset:
     centroid_bounds: np.ndarray
     volume: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     slice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    ruled_out: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -484,6 +487,7 @@ class SliceDataset:
             self.centroid_bounds[idx],
             self.volume[idx],
             self.slice[idx],
+            None if self.ruled_out is None else self.ruled_out[idx],
         )
 
     @classmethod
@@ -500,7 +504,34 @@ class SliceDataset:
             np.concatenate([p.centroid_bounds for p in parts]),
             np.concatenate([p.volume for p in parts]),
             np.concatenate([p.slice for p in parts]),
+            cat("ruled_out"),
         )
+
+
+def rule_out_brighter(data: SliceDataset, cls: int, percentile: float) -> SliceDataset:
+    """``data`` with class ``cls`` ruled out of every pixel brighter than ``percentile`` of the
+    pixels under its own strokes in the same volume (``data.volume``); its strokes stay its own.
+
+    The training side of the dark myocardium (``postprocess.limit_myocardium_brightness``): in
+    bright-blood cine MRI the wall is darker than the blood, so a wall pixel brighter than almost
+    every pixel its strokes cover is a cavity's rim, a trabecula or fat. A volume without strokes
+    of ``cls`` gets nothing ruled out. Ruled-out maps already there are kept where this rules out
+    nothing. ``data`` is not modified.
+    """
+    if data.scribbles is None:
+        raise InputError("ruling a class out by brightness needs scribbles of it")
+    if not 0 < percentile <= 100:
+        raise InputError(f"the brightness percentile must be in (0, 100], got {percentile}")
+    out = np.zeros(data.images.shape, np.uint8) if data.ruled_out is None else data.ruled_out.copy()
+    own = data.scribbles == cls + 1
+    for v in np.unique(data.volume):
+        rows = data.volume == v
+        under = data.images[rows][own[rows]]
+        if not under.size:
+            continue
+        bright = (data.images[rows] > np.percentile(under, percentile)) & ~own[rows]
+        out[rows] = np.where(bright, np.uint8(cls + 1), out[rows])
+    return replace(data, ruled_out=out)
 
 
 def prepare_volume(
@@ -567,6 +598,7 @@ class Batch:
     size_bounds: Tensor  # (B, K, 2)
     centroid_bounds: Tensor  # (B, K, 2, 2)
     index: Tensor  # (B,) dataset rows
+    ruled_out: Tensor | None = None  # (B, S, S) uint8, class c ruled out written as c + 1
 
 
 class DeviceSlices:
@@ -594,6 +626,7 @@ class DeviceSlices:
         self.labels = None if data.labels is None else torch.from_numpy(data.labels).to(device)
         self.size_bounds = torch.from_numpy(data.size_bounds).to(device)
         self.centroid_bounds = torch.from_numpy(data.centroid_bounds).to(device)
+        self.ruled_out = None if data.ruled_out is None else torch.from_numpy(data.ruled_out).to(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.augment_generator = torch.Generator(device=device).manual_seed(seed + 7919 * (rank + 1))
         self._order: Tensor | None = None
@@ -638,6 +671,7 @@ class DeviceSlices:
             self.size_bounds[idx],
             self.centroid_bounds[idx],
             idx,
+            None if self.ruled_out is None else self.ruled_out[idx],
         )
         return augment_batch(b, self.augment_generator, rotate=rotate, zoom=zoom) if augment else b
 
@@ -649,7 +683,7 @@ def _where_b(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
 def augment_batch(batch: Batch, generator: torch.Generator, *, rotate: float = 0.0, zoom: float = 0.0) -> Batch:
     """Random flips, 90° rotations and intensity jitter, each image its own draw.
 
-    Geometric transforms move the pixels of images, scribbles and labels together and map the
+    Geometric transforms move the pixels of images, scribbles, labels and ruled-out maps together and map the
     centroid boxes with them (flips and quarter turns leave the sizes unchanged). Intensity: a
     gamma in [0.7, 1.4], a contrast scale in [0.9, 1.1], a shift in [−0.05, 0.05] and Gaussian
     noise with σ in [0, 0.03].
@@ -666,7 +700,7 @@ def augment_batch(batch: Batch, generator: torch.Generator, *, rotate: float = 0
     bsz, _, s, s2 = x.shape
     dev = x.device
     u = torch.rand((bsz, 7), device=dev, generator=generator)
-    maps = [batch.images, batch.scribbles, batch.labels]
+    maps = [batch.images, batch.scribbles, batch.labels, batch.ruled_out]
     cen = batch.centroid_bounds.clone()
 
     def apply(fn) -> None:  # type: ignore[no-untyped-def]
@@ -701,17 +735,18 @@ def augment_batch(batch: Batch, generator: torch.Generator, *, rotate: float = 0
         a = torch.rand((bsz, 2), device=dev, generator=generator) * 2 - 1
         angle = torch.deg2rad(a[:, 0] * rotate)
         factor = 1 + a[:, 1] * zoom
-        img, maps[1], maps[2], cen = _rotate_zoom(img, maps[1], maps[2], cen, angle, factor)
+        img, maps[1:], cen = _rotate_zoom(img, maps[1:], cen, angle, factor)
         sizes = sizes * (factor**2).view(-1, 1, 1)
     view = (-1, 1, 1, 1)
     img = img.clamp_min(0).pow(gamma.view(view)) * scale.view(view) + shift.view(view) + sigma.view(view) * noise
-    return Batch(img, maps[1], maps[2], sizes, cen, batch.index)
+    return Batch(img, maps[1], maps[2], sizes, cen, batch.index, maps[3])
 
 
 def _rotate_zoom(
-    img: Tensor, scribbles: Tensor | None, labels: Tensor | None, cen: Tensor, angle: Tensor, factor: Tensor
-) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
-    """Pixel (r, c) goes to ``factor · R(angle) · ((r, c) − centre) + centre``, per image."""
+    img: Tensor, label_maps: list[Tensor | None], cen: Tensor, angle: Tensor, factor: Tensor
+) -> tuple[Tensor, list[Tensor | None], Tensor]:
+    """Pixel (r, c) goes to ``factor · R(angle) · ((r, c) − centre) + centre``, per image;
+    ``label_maps`` (scribbles, labels, ruled-out maps, each may be None) by nearest neighbour."""
     bsz, _, h, w = img.shape
     cos, sin = torch.cos(angle), torch.sin(angle)
     # grid_sample wants, for every output pixel, where to read: the inverse map R(−angle) / factor,
@@ -739,4 +774,4 @@ def _rotate_zoom(
     box = torch.stack(
         [torch.stack([new_r.amin(-1), new_r.amax(-1)], -1), torch.stack([new_c.amin(-1), new_c.amax(-1)], -1)], -2
     )
-    return img, nearest(scribbles), nearest(labels), box
+    return img, [nearest(m) for m in label_maps], box

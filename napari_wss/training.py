@@ -34,6 +34,7 @@ from napari_wss.losses.functional import (
     entropy,
     gated_crf_energy,
     partial_cross_entropy,
+    ruled_out_loss,
     soft_centroid,
     soft_dice_loss,
     soft_size,
@@ -266,7 +267,8 @@ class TrainEvent:
         epoch: epochs done so far (t grows at each epoch end).
         t: the log-barrier parameter used in this step.
         loss: the total loss.
-        parts: the weighted loss terms (``ce``, ``absence``, ``size``, ``centroid``, ``crf``, ``entropy``).
+        parts: the weighted loss terms (``ce``, ``absence``, ``size``, ``centroid``, ``crf``, ``entropy``,
+            ``ruled_out``).
         sizes: ``(K,)`` soft sizes.
         size_bounds: ``(K, 2)`` mean bounds of the batch's slices (NaN = unbounded).
         size_violation: ``(K,)`` mean distance of the size outside its bounds (pixels).
@@ -347,6 +349,8 @@ class Objective:
                 parts["crf"] = c.crf_weight * gated_crf_energy(probs, batch.images)
             if c.entropy_weight > 0:
                 parts["entropy"] = c.entropy_weight * entropy(probs).mean()
+            if c.ruled_out_weight > 0 and batch.ruled_out is not None:
+                parts["ruled_out"] = c.ruled_out_weight * ruled_out_loss(probs, batch.ruled_out)
         if ramp < 1.0:
             parts = {name: (v if name == "ce" else ramp * v) for name, v in parts.items()}
         total = torch.stack(list(parts.values())).sum() if parts else logits.sum() * 0.0
@@ -379,6 +383,8 @@ def _check_supervision(data: SliceDataset, config: TrainConfig, names: Sequence[
                 f"class {', '.join(repr(n) for n in lonely)} has neither scribbles nor bounds: "
                 "paint it, give it a size or position bound, or remove it"
             )
+    if config.ruled_out_weight > 0 and config.mode != Mode.FULL and data.ruled_out is None:
+        raise InputError("a ruled-out weight needs a ruled-out map (data.rule_out_brighter); none was made")
     if config.mode == Mode.PRIORS and np.all(np.isnan(data.size_bounds)) and np.all(np.isnan(data.centroid_bounds)):
         raise InputError("mode 'priors' needs at least one size or centroid bound")
 

@@ -11,6 +11,7 @@ from napari_wss.data import (
     Batch,
     DeviceSlices,
     Normalization,
+    SliceDataset,
     SliceGeometry,
     augment_batch,
     bounds_from_labels,
@@ -20,6 +21,7 @@ from napari_wss.data import (
     labels_to_scribbles,
     prepare_volume,
     resize_labels,
+    rule_out_brighter,
     scribbles_to_labels,
     stroke_boxes,
 )
@@ -206,9 +208,11 @@ def test_augmentation_moves_centroid_boxes_with_pixels(seed: int) -> None:
     batch = _blob_batch(seed)
     before = soft_centroid(torch.stack([1.0 - batch.labels, batch.labels.float()], 1))[:, 1]
     offset = before - batch.centroid_bounds[:, 1, :, 0]  # where the centroid sits inside its box
+    batch.ruled_out = torch.where(batch.labels == 1, 1, 0).to(torch.uint8)  # background ruled out of the blob
     out = augment_batch(batch, torch.Generator().manual_seed(seed))
-    assert out.labels is not None and out.scribbles is not None
+    assert out.labels is not None and out.scribbles is not None and out.ruled_out is not None
     assert torch.equal(out.scribbles.long() - 1, out.labels)
+    assert torch.equal(out.ruled_out.long(), out.labels)
     after = soft_centroid(torch.stack([1.0 - out.labels, out.labels.float()], 1))[:, 1]
     lo, hi = out.centroid_bounds[:, 1, :, 0], out.centroid_bounds[:, 1, :, 1]
     assert torch.all(lo <= after + 1e-5) and torch.all(after <= hi + 1e-5)
@@ -231,7 +235,8 @@ def test_rotation_and_zoom_move_everything_together(seed: int) -> None:
     boxes = torch.stack([cen - torch.tensor([1.0, 2.0]), cen + torch.tensor([0.5, 3.0])], -1)
     area = labels.sum((1, 2)).float()
     sizes = torch.stack([torch.full((b, 2), float("nan")), torch.stack([0.9 * area, 1.1 * area], -1)], 1)
-    batch = Batch(labels[:, None].float(), (labels + 1).to(torch.uint8), labels, sizes, boxes, torch.arange(b))
+    ruled = torch.where(labels == 0, 2, 0).to(torch.uint8)  # class 1 ruled out of the background
+    batch = Batch(labels[:, None].float(), (labels + 1).to(torch.uint8), labels, sizes, boxes, torch.arange(b), ruled)
     out = augment_batch(batch, torch.Generator().manual_seed(seed), rotate=45.0, zoom=0.2)
     assert out.labels is not None and out.scribbles is not None
     assert out.scribbles.dtype == torch.uint8 and out.labels.dtype == torch.long
@@ -239,6 +244,8 @@ def test_rotation_and_zoom_move_everything_together(seed: int) -> None:
     inside = out.scribbles > 0
     assert torch.equal(out.scribbles.long()[inside] - 1, out.labels[inside]) and not out.labels[~inside].any()
     assert (~inside).any()  # the corners came from outside on some image
+    assert out.ruled_out is not None and out.ruled_out.dtype == torch.uint8
+    assert torch.equal(out.ruled_out == 2, (out.labels == 0) & inside)  # moved with the labels
     # The image moved with its labels.
     fg = out.images[:, 0] > 0.5
     dice = 2 * (fg & (out.labels == 1)).sum((1, 2)) / (fg.sum((1, 2)) + out.labels.sum((1, 2)))
@@ -267,6 +274,42 @@ def test_rotation_draws_after_the_other_augmentations() -> None:
     assert torch.allclose(plain.images, tiny.images, atol=1e-4)
     assert torch.allclose(plain.centroid_bounds, tiny.centroid_bounds, atol=1e-3)
     assert not torch.equal(plain.images, turned.images)
+
+
+def test_rule_out_brighter_per_volume_from_the_class_strokes() -> None:
+    # Two volumes of two 6x6 slices; intensities 0..1 in steps; volume 1 is twice as bright.
+    ramp = np.linspace(0.0, 0.5, 36, dtype=np.float32).reshape(6, 6)
+    images = np.stack([ramp, ramp, 2 * ramp, 2 * ramp])
+    scribbles = np.zeros(images.shape, np.uint8)
+    scribbles[0, 1, :3] = 2  # class 1's strokes in volume 0: intensities of pixels 6..8
+    scribbles[2, 1, :3] = 2  # and in volume 1 (twice as bright)
+    scribbles[1, 5, 5] = 1  # a background stroke on volume 0's brightest pixel
+    data = SliceDataset(
+        images,
+        scribbles,
+        None,
+        np.full((4, 2, 2), np.nan, np.float32),
+        np.full((4, 2, 2, 2), np.nan, np.float32),
+        np.array([0, 0, 1, 1], np.int32),
+    )
+    out = rule_out_brighter(data, 1, 100.0)
+    assert data.ruled_out is None and out.ruled_out is not None  # the input is kept
+    for v in (0, 1):
+        ceiling = images[2 * v, 1, 2]  # the brightest pixel under its strokes
+        expected = np.where(images[2 * v : 2 * v + 2] > ceiling, 2, 0)
+        assert np.array_equal(out.ruled_out[2 * v : 2 * v + 2], expected)
+    assert out.ruled_out[1, 5, 5] == 2  # another class's stroke does not protect a pixel
+    # A lower percentile lowers the ceiling but never rules a class out of its own strokes.
+    low = rule_out_brighter(data, 1, 10.0).ruled_out
+    assert (low[scribbles == 2] == 0).all() and (low == 2).sum() > (out.ruled_out == 2).sum()
+    # No strokes of the class in a volume: nothing is ruled out there; subsets and concatenations keep the map.
+    data.scribbles[2:] = 0
+    lone = rule_out_brighter(data, 1, 100.0)
+    assert not lone.ruled_out[2:].any() and lone.ruled_out[:2].any()
+    assert np.array_equal(lone.subset([1, 0]).ruled_out, lone.ruled_out[[1, 0]])
+    assert np.array_equal(SliceDataset.concat([lone, lone]).ruled_out, np.concatenate([lone.ruled_out] * 2))
+    with pytest.raises(InputError, match="percentile"):
+        rule_out_brighter(data, 1, 0.0)
 
 
 def test_device_slices_epochs_and_shards() -> None:

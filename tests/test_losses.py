@@ -19,6 +19,7 @@ from napari_wss.losses import (
     log_barrier_penalty,
     partial_cross_entropy,
     quadratic_penalty,
+    ruled_out_loss,
     soft_centroid,
     soft_size,
 )
@@ -238,6 +239,33 @@ def test_absence_loss_hand_values() -> None:
     assert both == pytest.approx(math.log(2) + (2 * math.log(2) - math.log(1e-6) - math.log(0.75)) / 4, rel=1e-6)
     with pytest.raises(ValueError, match="absent must have shape"):
         absence_loss(probs, torch.tensor([True, True]))
+
+
+def test_ruled_out_loss_hand_values() -> None:
+    # class 1 = [[.5, .5], [0, .75]], class 0 its complement; rule class 1 out of (0, 0) and (1, 1),
+    # class 0 out of (1, 0): mean of -log(1 - p) over the three = (ln 2 + ln 4 + ln(1 / 1e-6)) / 3.
+    p1 = torch.tensor([[0.5, 0.5], [0.0, 0.75]], dtype=torch.float64)
+    probs = torch.stack([1 - p1, p1]).unsqueeze(0)
+    ruled = torch.tensor([[[2, 0], [1, 2]]], dtype=torch.uint8)
+    expected = (math.log(2) + math.log(4) - math.log(1e-6)) / 3
+    assert ruled_out_loss(probs, ruled).item() == pytest.approx(expected, rel=1e-6)
+    assert ruled_out_loss(probs, torch.zeros_like(ruled)).item() == 0.0  # nothing ruled out
+    only_first = torch.tensor([[[2, 0], [0, 0]]], dtype=torch.uint8)
+    assert ruled_out_loss(probs, only_first).item() == pytest.approx(math.log(2))
+    with pytest.raises(ValueError, match="ruled_out must have shape"):
+        ruled_out_loss(probs, ruled[0])
+
+
+def test_ruled_out_loss_pulls_only_the_ruled_class_at_the_ruled_pixels() -> None:
+    logits = torch.zeros((1, 3, 4, 4), dtype=torch.float64, requires_grad=True)
+    ruled = torch.zeros((1, 4, 4), dtype=torch.uint8)
+    ruled[0, 1, 2] = 3  # class 2 is not at (1, 2)
+    ruled_out_loss(torch.softmax(logits, dim=1), ruled).backward()
+    grad = logits.grad[0]
+    assert grad[2, 1, 2] > 0  # descending lowers class 2's logit there
+    assert grad[0, 1, 2] < 0 and grad[1, 1, 2] < 0  # and raises the others'
+    grad[:, 1, 2] = 0
+    assert torch.count_nonzero(grad) == 0  # no other pixel moves
 
 
 @pytest.mark.parametrize("q", [0.01, 0.2])

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from napari_wss.config import TrainConfig
-from napari_wss.data import Batch, SliceDataset, SliceGeometry, bounds_from_labels, crop_around, prepare_volume
+from napari_wss.data import (
+    Batch,
+    SliceDataset,
+    SliceGeometry,
+    bounds_from_labels,
+    crop_around,
+    prepare_volume,
+    rule_out_brighter,
+)
 from napari_wss.errors import InputError
 from napari_wss.losses import SizeConstraint, absence_loss
 from napari_wss.metrics import dice_per_class
@@ -394,6 +402,30 @@ def test_absent_classes_leave_the_size_penalty_for_the_absence_term() -> None:
     assert old["size"].item() > parts["size"].item()
     with pytest.raises(InputError, match="absence_weight"):
         TrainConfig(absence_weight=-1.0)
+
+
+def test_the_dark_myocardium_term_keeps_the_wall_off_bright_pixels() -> None:
+    """The phantom's wall is darker than its cavities; ruling the myocardium out of every pixel
+    brighter than its strokes must leave far less myocardium there than scribbles alone do, keep
+    the wall, and so segment the wall better (seed 0: bright 0.23 -> 0.09, wall 0.92 -> 0.90,
+    Dice 0.40 -> 0.51)."""
+    (ds, _), _ = _phantom_data()
+    ruled = rule_out_brighter(ds, 2, 99.0)
+    marked = ruled.ruled_out == 3
+    assert marked.mean() > 0.05 and (ds.labels[marked] == 2).mean() < 0.1  # bright pixels, rarely the wall
+    cfg = TrainConfig(mode="partial", penalty="none", steps=40, lr=5e-3, **SMALL)
+    wall = (ds.labels == 2) & ~marked
+    found = {}
+    for weight in (0.0, 0.3):
+        state = _run(train(ruled, cfg.with_(ruled_out_weight=weight), class_names=("bg", "RV", "Myo", "LV")))
+        probs = predict_slices(state.model, ds.images)
+        myo, pred = probs[:, 2].numpy(), probs.argmax(1).numpy() == 2
+        dice = 2 * (pred & (ds.labels == 2)).sum() / (pred.sum() + (ds.labels == 2).sum())
+        found[weight] = (myo[marked].mean(), myo[wall].mean(), dice)
+    (bright0, wall0, dice0), (bright1, wall1, dice1) = found[0.0], found[0.3]
+    assert bright1 < 0.5 * bright0 and wall1 > 0.9 * wall0 and dice1 > dice0 + 0.05, found
+    with pytest.raises(InputError, match="ruled-out map"):
+        next(train(ds, cfg.with_(ruled_out_weight=1.0), class_names=("bg", "RV", "Myo", "LV")))
 
 
 def test_predict_volume_largest_component_post_processes_the_labels_only() -> None:

@@ -255,6 +255,30 @@ def absence_loss(probs: Tensor, absent: Tensor, eps: float = 1e-6) -> Tensor:
     return (per_class * absent.to(per_class.dtype)).sum(dim=1)
 
 
+def ruled_out_loss(probs: Tensor, ruled_out: Tensor, eps: float = 1e-6) -> Tensor:
+    r"""Negative labels on single pixels: class c is not at the pixels ``ruled_out`` marks c + 1.
+
+    .. math:: r = \frac{1}{|R|} \sum_{(b,h,w) \in R} -\log(1 - p_{b,c_{bhw},h,w})
+
+    averaged over the ruled-out pixels R of the batch, as the partial cross-entropy averages over
+    the painted ones (0 when there are none).
+
+    Args:
+        probs: ``(B, K, H, W)`` probabilities.
+        ruled_out: ``(B, H, W)`` integers, 0 = nothing ruled out, c + 1 = class c ruled out.
+    """
+    _check_probs(probs)
+    if ruled_out.shape != (probs.shape[0], *probs.shape[2:]):
+        raise ValueError(
+            f"ruled_out must have shape {(probs.shape[0], *probs.shape[2:])}, got {tuple(ruled_out.shape)}"
+        )
+    index = ruled_out.long()
+    marked = index > 0
+    p = probs.gather(1, (index - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
+    loss = -torch.log1p(-p.clamp(max=1.0 - eps))
+    return (loss * marked).sum() / marked.sum().clamp_min(1)
+
+
 def barrier_threshold(t: float) -> float:
     """The point ``-1/t²`` where the log-barrier extension switches to its linear branch."""
     return -1.0 / (t * t)

@@ -11,7 +11,8 @@ none does (``marked@``), then the LV cavity made convex (``hull@``), and that af
 absent classes first (``held@``: the widget's Predict volume with its defaults from 2026-11-27's
 last change; ``marked@`` and ``hull@`` were its output before), and that with the myocardium kept
 no brighter than 99 % of the pixels under its strokes before the convex cavity (``dark@``: the
-widget's default from 2026-11-29). Size ranges come from
+widget's default from 2026-11-29's morning), and that with the wall no farther from the LV cavity
+than 1.5 times the septum (``septum@``: the widget's default since). Size ranges come from
 the other patients' masks (a user's textbook knowledge), absence and centroid boxes from the
 volume's own scribbles (``--oracle-sizes``: each slice's true sizes instead, an upper reference).
 At the last budget each class's Dice and volume over the expert's (``myo@``, ``myo_vol@``, …) are
@@ -80,6 +81,7 @@ from napari_wss.postprocess import (
     fill_lv_hull,
     keep_largest_component,
     limit_myocardium_brightness,
+    limit_wall_to_septum,
     myocardium_ceiling,
 )
 from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
@@ -142,14 +144,23 @@ def step_rate(data, cfg, seconds: float = 3.0) -> tuple[float, float]:  # type: 
     return first, n / (time.perf_counter() - t1)
 
 
-def held(pred: np.ndarray, absent: np.ndarray, scribbles: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+def held(
+    pred: np.ndarray,
+    absent: np.ndarray,
+    scribbles: np.ndarray,
+    image: np.ndarray | None = None,
+    spacing: np.ndarray | None = None,
+) -> np.ndarray:
     """Predict volume's output with the widget's defaults up to 2026-11-28: the classes the strokes
     mark absent cleared, each class cut to the objects its strokes touch, the LV cavity made convex.
     Given ``image``, also its *dark myocardium* before the cavity (the default since 2026-11-29): the
-    myocardium brighter than 99 % of the pixels under its strokes goes to its nearest other class."""
+    myocardium brighter than 99 % of the pixels under its strokes goes to its nearest other class.
+    Given ``spacing`` (z, y, x mm) too, last the wall limited to 1.5 times the septum (the default
+    since 2026-11-29's second session)."""
     cut = keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles)
     ceiling = None if image is None else myocardium_ceiling(image, scribbles, NAMES)
-    return fill_lv_hull(cut if ceiling is None else limit_myocardium_brightness(cut, image, ceiling, NAMES), NAMES)
+    out = fill_lv_hull(cut if ceiling is None else limit_myocardium_brightness(cut, image, ceiling, NAMES), NAMES)
+    return out if spacing is None else limit_wall_to_septum(out, NAMES, tuple(spacing[1:]))
 
 
 def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -170,6 +181,7 @@ def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str,
     # and the classes the strokes mark absent cleared from those slices first (``held``)
     variants["held"] = held(pred, absent, scribbles)
     variants["dark"] = held(pred, absent, scribbles, image)  # and the myocardium no brighter than its strokes
+    variants["septum"] = held(pred, absent, scribbles, image, spacing)  # and the wall within 1.5 x the septum
     out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
     return (
         out
@@ -177,6 +189,7 @@ def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str,
         | class_columns(variants["hull"], gt, spacing, "hull_")
         | class_columns(variants["held"], gt, spacing, "held_")
         | class_columns(variants["dark"], gt, spacing, "dark_")
+        | class_columns(variants["septum"], gt, spacing, "septum_")
     )
 
 
@@ -327,9 +340,11 @@ def transfer_columns(state, image, scribbles, gt, spacing, volume, crop_margin) 
 
 def held_dice(state, image, geometry, absent, scribbles, gt, spacing) -> float:  # type: ignore[no-untyped-def]
     """Mean 3D Dice (RV, myocardium, LV) of Predict volume's default output (:func:`held` with the
-    image) of the model on ``image`` mapped through ``geometry`` (None: predict_volume's default)."""
+    image and its voxel size) of the model on ``image`` mapped through ``geometry`` (None:
+    predict_volume's default)."""
     pred = predict_volume(state, image, geometry=geometry, device=next(state.model.parameters()).device)
-    return round(float(np.nanmean(score_volume(held(pred, absent, scribbles, image), gt, K, spacing).dice[1:])), 4)
+    out = held(pred, absent, scribbles, image, spacing)
+    return round(float(np.nanmean(score_volume(out, gt, K, spacing).dice[1:])), 4)
 
 
 def correction_round(state, geom, image, scribbles, gt, spacing, ranges_mm2, boxes, cfg, crop_margin, oracle):  # type: ignore[no-untyped-def]
@@ -416,6 +431,11 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
             if dark.format("RV") in r and dark.format("RV") in es[p]:
                 measured.setdefault("press, dark myocardium", {})[p] = cardiac_indices(
                     ml(r, dark), ml(es[p], dark), NAMES
+                )
+            septum = "septum_" + press  # and the wall within 1.5 x the septum (the widget's default)
+            if septum.format("RV") in r and septum.format("RV") in es[p]:
+                measured.setdefault("press, septum wall", {})[p] = cardiac_indices(
+                    ml(r, septum), ml(es[p], septum), NAMES
                 )
             if "fix_RV_mL" in r:
                 fixed = cardiac_indices(ml(r, "fix_{}_mL"), ml(es[p], "fix_{}_mL"), NAMES)
@@ -689,14 +709,19 @@ def main() -> None:
             "first_preview_s": round(first, 2),
             **{
                 f"{k}@{b}s": round(d[k], 4)
-                for k in ("dice", "lcc", "absent", "marked", "hull", "held", "dark")
+                for k in ("dice", "lcc", "absent", "marked", "hull", "held", "dark", "septum")
                 for b, d in dice_at.items()
             },
             # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
             **{
                 f"{k}@{last}s": x
                 for k, x in rounded(dice_at[last]).items()
-                if k.removeprefix("hull_").removeprefix("held_").removeprefix("dark_").split("_")[0] in SHORT
+                if k.removeprefix("hull_")
+                .removeprefix("held_")
+                .removeprefix("dark_")
+                .removeprefix("septum_")
+                .split("_")[0]
+                in SHORT
             },
             **{f"{n}_ref_mL": round(float(x), 2) for n, x in zip(SHORT, class_volumes_ml(gt, K, spacing)[1:])},
             **info,

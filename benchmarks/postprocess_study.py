@@ -6,11 +6,15 @@ script scores variants of the post-processing on them, with no training: the LV 
 (``fill_lv_hull``, the widget's default) and, on top, the myocardium limited to a wall thickness
 (``limit_wall_thickness``) at each bound given — one per frame, since the wall thickens in systole —
 and, with ``--myo-brightness``, the myocardium kept no brighter than a percentile of the intensities
-under its own strokes (``limit_myocardium_brightness``, before the convex cavity).
+under its own strokes (``limit_myocardium_brightness``, before the convex cavity). With ``--septum``,
+the widget's default output (dark myocardium at the 99th percentile, convex cavity) and, on top, the
+wall limited to each factor times the septum's thickness measured on that output
+(``limit_wall_to_septum``), compared with the default.
 
     python benchmarks/interactive.py --volumes 10 --phase both --budgets 60 --save-predictions /tmp/preds
     python benchmarks/postprocess_study.py /tmp/preds --wall-ed 8,10,12,15,20 --wall-es 12,15,18,20
     python benchmarks/postprocess_study.py /tmp/preds --myo-brightness 95,99,99.5,100
+    python benchmarks/postprocess_study.py /tmp/preds --septum 1.25,1.5,2,2.5
 
 Prints, per frame and variant, the median mean Dice, how many volumes went up and down against
 the islands-only output (and against the convex cavity alone), the per-class medians and volume
@@ -28,29 +32,46 @@ import numpy as np
 from acdc_pack import CLINICAL_INDICES, NAMES, K
 
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
-from napari_wss.postprocess import fill_lv_hull, limit_myocardium_brightness, limit_wall_thickness, myocardium_ceiling
+from napari_wss.postprocess import (
+    MYO_BRIGHTNESS_PERCENTILE,
+    fill_lv_hull,
+    limit_myocardium_brightness,
+    limit_wall_thickness,
+    limit_wall_to_septum,
+    myocardium_ceiling,
+)
 
 
-def variants(saved: dict[str, np.ndarray], walls: list[float], brightness: list[float]) -> list[np.ndarray]:
+def variants(
+    saved: dict[str, np.ndarray], walls: list[float], brightness: list[float], septum: list[float]
+) -> list[np.ndarray]:
     """Islands removed (as saved), + the convex LV cavity, + each wall-thickness limit, and each
-    brightness percentile applied before the convex cavity."""
+    brightness percentile applied before the convex cavity; with ``septum``, the widget's default
+    output and that output with the wall limited to each factor times its septum."""
     pred, spacing = saved["pred"], saved["spacing"]
     hull = fill_lv_hull(pred, NAMES)
     out = [pred, hull, *(limit_wall_thickness(hull, NAMES, mm, tuple(spacing[1:])) for mm in walls)]
-    for pct in brightness:
+    for pct in [*brightness, *([MYO_BRIGHTNESS_PERCENTILE] if septum else [])]:
         ceiling = myocardium_ceiling(saved["image"], saved["scribbles"], NAMES, pct)
         dark = pred if ceiling is None else limit_myocardium_brightness(pred, saved["image"], ceiling, NAMES)
         out.append(fill_lv_hull(dark, NAMES))
+    default = out[-1]
+    out += [limit_wall_to_septum(default, NAMES, tuple(spacing[1:]), k) for k in septum]
     return out
 
 
-def variant_name(i: int, walls: list[str], brightness: list[float]) -> str:
+def variant_name(i: int, walls: list[str], brightness: list[float], septum: list[float]) -> str:
     """Name of variant ``i``; ``walls`` = its bound(s) as text (one per frame for the clinical rows)."""
     if i < 2:
         return ("islands", "convex LV")[i]
     if i < 2 + len(walls):
         return f"convex LV + wall <= {walls[i - 2]} mm"
-    return f"myocardium <= its strokes' p{brightness[i - 2 - len(walls)]:g}, convex LV"
+    i -= 2 + len(walls)
+    if i < len(brightness):
+        return f"myocardium <= its strokes' p{brightness[i]:g}, convex LV"
+    if i == len(brightness):
+        return f"default: myocardium <= its strokes' p{MYO_BRIGHTNESS_PERCENTILE:g}, convex LV"
+    return f"default + wall <= {septum[i - len(brightness) - 1]:g} x septum"
 
 
 def main() -> None:
@@ -61,11 +82,18 @@ def main() -> None:
     ap.add_argument(
         "--myo-brightness", default="", help="percentiles of the myocardium strokes' intensity to cap it at (e.g. 99)"
     )
+    ap.add_argument(
+        "--septum",
+        default="",
+        help="factors of the septum's thickness to limit the default output's wall to (e.g. 1.5)",
+    )
     args = ap.parse_args()
     brightness = [float(x) for x in args.myo_brightness.split(",") if x]
+    septum = [float(x) for x in args.septum.split(",") if x]
     walls = {"ED": [float(x) for x in args.wall_ed.split(",")], "ES": [float(x) for x in args.wall_es.split(",")]}
     if len(walls["ED"]) != len(walls["ES"]):
         raise SystemExit("give as many --wall-es bounds as --wall-ed bounds (they are paired)")
+    n_variants = 2 + len(walls["ED"]) + len(brightness) + (1 + len(septum) if septum else 0)
     files = sorted(args.preds.glob("*_E[DS].npz"))
     if not files:
         raise SystemExit(f"no <patient>_<ED|ES>.npz files in {args.preds}")
@@ -78,7 +106,7 @@ def main() -> None:
         gt, spacing = d["gt"], d["spacing"]
         ref = class_volumes_ml(gt, K, spacing)
         mls = []
-        for i, lab in enumerate(variants(dict(d), walls[phase], brightness)):
+        for i, lab in enumerate(variants(dict(d), walls[phase], brightness, septum)):
             dice.setdefault((phase, i), []).append(score_volume(lab, gt, K, spacing).dice[1:])
             ml = class_volumes_ml(lab, K, spacing)
             ratio.setdefault((phase, i), []).append(ml[1:] / ref[1:])
@@ -87,14 +115,15 @@ def main() -> None:
     for phase in ("ED", "ES"):
         base = np.array([x.mean() for x in dice.get((phase, 0), [])])
         convex = np.array([x.mean() for x in dice.get((phase, 1), [])])
-        for i in range(2 + len(walls[phase]) + len(brightness)):
+        default_i = 2 + len(walls[phase]) + len(brightness)
+        for i in range(n_variants):
             if (phase, i) not in dice:
                 continue
             per = np.array(dice[(phase, i)])
             mean = per.mean(axis=1)
             row = {
                 "phase": phase,
-                "variant": variant_name(i, [f"{mm:g}" for mm in walls[phase]], brightness),
+                "variant": variant_name(i, [f"{mm:g}" for mm in walls[phase]], brightness, septum),
                 "volumes": len(mean),
                 "median": round(float(np.median(mean)), 4),
                 "up": int((mean > base + 1e-9).sum()),
@@ -105,15 +134,21 @@ def main() -> None:
                 "RV/myo/LV": np.median(per, axis=0).round(4).tolist(),
                 "volume/expert": np.median(np.array(ratio[(phase, i)]), axis=0).round(2).tolist(),
             }
+            if septum and i > default_i:
+                default = np.array([x.mean() for x in dice[(phase, default_i)]])
+                row["up_vs_default"] = int((mean > default + 1e-9).sum())
+                row["down_vs_default"] = int((mean < default - 1e-9).sum())
+                row["largest_drop_vs_default"] = round(float((mean - default).min()), 4)
+                row["largest_gain_vs_default"] = round(float((mean - default).max()), 4)
             print(json.dumps(row), flush=True)
     patients = sorted({p for p, ph in volumes if (p, "ES") in volumes and ph == "ED"})
     if not patients:
         return
     pairs = [(volumes[(p, "ED")], volumes[(p, "ES")]) for p in patients]
     expert = [cardiac_indices(ed[-1], es[-1], NAMES) for ed, es in pairs]
-    for i in range(2 + len(walls["ED"]) + len(brightness)):
+    for i in range(n_variants):
         measured = [cardiac_indices(ed[i], es[i], NAMES) for ed, es in pairs]
-        name = variant_name(i, [f"{a:g}/{b:g}" for a, b in zip(walls["ED"], walls["ES"])], brightness)
+        name = variant_name(i, [f"{a:g}/{b:g}" for a, b in zip(walls["ED"], walls["ES"])], brightness, septum)
         clinical = {k: agreement([m[k] for m in measured], [e[k] for e in expert]).summary() for k in CLINICAL_INDICES}
         print(json.dumps({"clinical": name, "patients": len(patients), **clinical}), flush=True)
 

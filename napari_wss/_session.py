@@ -177,6 +177,7 @@ class TrainJob:
     others_geometry: tuple[SliceGeometry, ...] = ()  # how each of them maps to the network (its own crop)
     myo_ceiling: float | None = None  # previews: myocardium brighter than this goes to its nearest other class
     image: np.ndarray | None = None  # the picked image as given (previews read its intensities for that)
+    septum: tuple[float, tuple[float, float]] | None = None  # (factor, in-plane spacing): the wall from the septum
 
     @property
     def n_slices(self) -> int:
@@ -202,6 +203,7 @@ def build_job(
     stroke_boxes: float | None = None,
     others: Sequence[OtherImage] = (),
     myo_ceiling: float | None = None,
+    septum: tuple[float, tuple[float, float]] | None = None,
 ) -> TrainJob:
     """Slices at network resolution with their bounds (source pixels → network pixels).
 
@@ -220,6 +222,9 @@ def build_job(
     at least ± that share wide (:func:`~napari_wss.data.stroke_boxes`); None = no such boxes.
     ``myo_ceiling``: previews then hand the myocardium brighter than that to its nearest other class
     (:func:`~napari_wss.postprocess.limit_myocardium_brightness`), as Predict volume does.
+    ``septum`` = (factor, in-plane spacing): previews then drop the myocardium farther from the LV
+    cavity than factor times the septum they show (:func:`~napari_wss.postprocess.limit_wall_to_septum`;
+    refused unless classes are named RV, myocardium and LV), as Predict volume does.
     ``others``: more painted images trained with this one (one model for all, their slices after
     this image's), each with the priors in its own pixels, cropped around its own strokes when
     ``crop``; their absence comes from their strokes, and their bounds stay as built (edits
@@ -227,7 +232,7 @@ def build_job(
     ``config.steps`` per image.
     """
     from napari_wss import data
-    from napari_wss.postprocess import LARGEST_COMPONENT, lv_hull_classes
+    from napari_wss.postprocess import LARGEST_COMPONENT, lv_hull_classes, septum_classes
 
     if islands not in (None, *LARGEST_COMPONENT):
         raise InputError(f"islands must be one of {LARGEST_COMPONENT} or None, got {islands!r}")
@@ -258,6 +263,8 @@ def build_job(
     names = tuple(p.name for p in priors)
     if lv_hull or max_wall is not None:
         lv_hull_classes(names)
+    if septum is not None:
+        septum_classes(names)
     config = config.with_(preview_every=0)
     others_bounds, others_geometry = None, ()
     if others:
@@ -296,6 +303,7 @@ def build_job(
         others_geometry,
         myo_ceiling,
         img if myo_ceiling is not None else None,
+        septum,
     )
 
 
@@ -527,7 +535,15 @@ def _train_steps(
                 if job.myo_ceiling is not None and job.image is not None:
                     frame = limit_myocardium_brightness(frame, job.image[rows], job.myo_ceiling, job.class_names)
                 mm, yx = job.max_wall if job.max_wall is not None else (None, None)  # per slice: any rows
-                frame = heart_rules(frame, job.class_names, lv_hull=job.lv_hull, max_wall_mm=mm, spacing_yx=yx)
+                factor, septum_yx = job.septum if job.septum is not None else (None, None)
+                frame = heart_rules(
+                    frame,
+                    job.class_names,
+                    lv_hull=job.lv_hull,
+                    max_wall_mm=mm,
+                    spacing_yx=yx or septum_yx,
+                    septum_factor=factor,
+                )
                 if job.labels is not None:
                     dice = metrics.dice_per_class(frame, job.labels[rows], len(job.class_names))
                 cost = time.perf_counter() - now

@@ -236,6 +236,7 @@ class WssWidget(QWidget):
             max_wall=self.model.wall_limit(p.name for p in priors),
             stroke_boxes=STROKE_BOX_FLOOR if self.stroke_boxes.isChecked() else None,
             myo_ceiling=self.model.myo_ceiling(img, scr, (p.name for p in priors)),
+            septum=self.model.septum_rule(p.name for p in priors),
         )
         if state is None:
             state = training.TrainState.create(job.config, job.class_names, priors=job.priors)

@@ -75,6 +75,20 @@ class ModelActions:
             return None
         return myocardium_ceiling(pixels, strokes, names)
 
+    def septum_rule(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:
+        """(factor, in-plane spacing) of the wall limit from the septum in Predict volume and the
+        previews: the box ticked and classes named RV, myocardium and LV; the spacing in mm, (1, 1)
+        (pixels) for an image without one. None otherwise."""
+        from napari_wss.metrics import cardiac_classes
+        from napari_wss.postprocess import SEPTUM_FACTOR
+
+        if not self.w.septum_wall.isChecked() or not {"RV", "myocardium", "LV"} <= set(
+            cardiac_classes(list(class_names))
+        ):
+            return None
+        spacing = self.w.spacing_zyx()
+        return SEPTUM_FACTOR, (1.0, 1.0) if spacing is None else (spacing[1], spacing[2])
+
     def wall_limit(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:
         """(mm, in-plane spacing) of the wall-thickness limit, or None when it is off (0). Set, it
         needs classes named LV and myocardium and an image with a voxel size: refused otherwise."""
@@ -139,6 +153,7 @@ class ModelActions:
                 ticks = [(z, c) for z, c in w.table.absent_pairs() if z < n and c < k]  # the model's classes
                 absent = absent_classes(n, k, scribbles=marks, absent=ticks)
             wall = self.wall_limit(w.state.class_names)
+            septum = self.septum_rule(w.state.class_names)
             worker = create_worker(
                 predict_volume,
                 w.state,
@@ -151,7 +166,8 @@ class ModelActions:
                 absent=absent,
                 lv_hull=self.lv_hull(w.state.class_names),
                 max_wall_mm=None if wall is None else wall[0],
-                spacing_yx=None if wall is None else wall[1],
+                spacing_yx=wall[1] if wall is not None else None if septum is None else septum[1],
+                septum_factor=None if septum is None else septum[0],
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )
@@ -227,6 +243,7 @@ class ModelActions:
             from napari.qt.threading import create_worker
 
             wall = self.wall_limit(w.state.class_names)
+            septum = self.septum_rule(w.state.class_names)
             strokes = _strokes_on(image, w.scribble_layer())  # this frame's, for every frame
             worker = create_worker(
                 _predict_frames,
@@ -239,7 +256,8 @@ class ModelActions:
                 largest_component=self.islands(image),
                 lv_hull=self.lv_hull(w.state.class_names),
                 max_wall_mm=None if wall is None else wall[0],
-                spacing_yx=None if wall is None else wall[1],
+                spacing_yx=wall[1] if wall is not None else None if septum is None else septum[1],
+                septum_factor=None if septum is None else septum[0],
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )

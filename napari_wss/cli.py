@@ -591,6 +591,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         lv_hull_classes(state.class_names)  # refused before any file is read or written
     if args.max_wall_mm is not None and not args.max_wall_mm > 0:
         raise InputError(f"--max-wall-mm must be a positive number of mm, got {args.max_wall_mm:g}")
+    if args.septum_wall:
+        from napari_wss.postprocess import septum_classes
+
+        septum_classes(state.class_names)  # refused before any file is read or written
     if args.dark_myocardium and (args.acdc or args.frame == "all" or len(args.image or ()) != 1 or not args.scribbles):
         raise InputError(
             "--dark-myocardium needs one --image and its --scribbles (their myocardium strokes set the ceiling)"
@@ -701,8 +705,16 @@ def _placed(
 
 
 def _heart_rules(args: argparse.Namespace, spacing_zyx: tuple[float, float, float]) -> dict[str, Any]:
-    """``predict_volume``'s heart options from ``--lv-hull`` / ``--max-wall-mm`` and the image's voxel size."""
-    return {"lv_hull": args.lv_hull, "max_wall_mm": args.max_wall_mm, "spacing_yx": tuple(spacing_zyx[1:])}
+    """``predict_volume``'s heart options from ``--lv-hull`` / ``--septum-wall`` / ``--max-wall-mm`` and
+    the image's voxel size."""
+    from napari_wss.postprocess import SEPTUM_FACTOR
+
+    return {
+        "lv_hull": args.lv_hull,
+        "max_wall_mm": args.max_wall_mm,
+        "spacing_yx": tuple(spacing_zyx[1:]),
+        "septum_factor": SEPTUM_FACTOR if args.septum_wall else None,
+    }
 
 
 def _cohort_images(given: Sequence[str] | None) -> list[Path]:
@@ -1496,6 +1508,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --scribbles: the myocardium brighter than 99 %% of the pixels under its strokes goes to the "
         "nearest other class (bright-blood cine MRI: the cavities' rims and trabeculae); the widget's default",
+    )
+    p.add_argument(
+        "--septum-wall",
+        action="store_true",
+        help="the myocardium farther from the LV cavity than 1.5 times the septum's thickness (measured on the "
+        "prediction, between the two cavities) becomes background; needs classes named RV, myocardium and LV; "
+        "the widget's default",
     )
     p.add_argument(
         "--max-wall-mm",

@@ -11,7 +11,8 @@ it is an option, and it is wrong for classes with many instances (cells, nuclei)
 
 For a heart two more rules, slice by slice, with the classes found by name: the LV cavity as its
 convex hull (the papillary muscles the experts count in it, :func:`fill_lv_hull`) and the
-myocardium within a wall thickness the user states (:func:`limit_wall_thickness`).
+myocardium within a wall thickness the user states (:func:`limit_wall_thickness`) or within a
+multiple of the septum's thickness measured on the prediction itself (:func:`limit_wall_to_septum`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from napari_wss.errors import InputError
 LARGEST_COMPONENT = ("volume", "slice")
 """How :func:`keep_largest_component` connects voxels: across slices, or within each slice."""
 MYO_BRIGHTNESS_PERCENTILE = 99.0  # the widget's ceiling: measured on ACDC, benchmarks/postprocess_study.py
+SEPTUM_FACTOR = 1.5
+"""The widget's wall limit, as a multiple of the septum's thickness (:func:`limit_wall_to_septum`;
+measured on ACDC, benchmarks/postprocess_study.py --septum)."""
 
 
 def keep_largest_component(
@@ -189,6 +193,60 @@ def limit_wall_thickness(
     return out
 
 
+def septum_classes(class_names: Sequence[str]) -> tuple[int, int, int]:
+    """(RV, myocardium, LV) among ``class_names``, found by name, for the septum's rules; names
+    without all three are refused in one line."""
+    from napari_wss.metrics import cardiac_classes
+
+    found = cardiac_classes(class_names)
+    if not {"RV", "myocardium", "LV"} <= set(found):
+        raise InputError(
+            f"the wall limit from the septum needs classes named RV, myocardium and LV; the model has "
+            f"{', '.join(class_names)}"
+        )
+    return found["RV"], found["myocardium"], found["LV"]
+
+
+def septal_thickness(
+    labels: np.ndarray, class_names: Sequence[str], spacing_yx: tuple[float, float] = (1.0, 1.0)
+) -> float | None:
+    """The septum's thickness on a prediction: the median distance from the LV cavity (in the
+    units of ``spacing_yx``) of the myocardium pixels that touch the RV cavity, over every slice
+    with at least three of them; None where there are none. Classes by name (RV, myocardium, LV).
+
+    The septum is the stretch of the wall between two blood pools, where a network taught by
+    strokes has both borders to go by; elsewhere the wall's outer border meets tissue as dark as
+    the wall, and that is where the myocardium overgrows (ACDC, docs/measurements.md)."""
+    rv, myo, lv = septum_classes(class_names)
+    _, slices = _copy_by_slice(labels)
+    distances = []
+    for z in range(slices.shape[0]):
+        cavity = slices[z] == lv
+        septum = (slices[z] == myo) & ndimage.binary_dilation(slices[z] == rv)
+        if not cavity.any() or septum.sum() < 3:
+            continue
+        distances.append(ndimage.distance_transform_edt(~cavity, sampling=spacing_yx)[septum])
+    return float(np.median(np.concatenate(distances))) if distances else None
+
+
+def limit_wall_to_septum(
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    spacing_yx: tuple[float, float] = (1.0, 1.0),
+    factor: float = SEPTUM_FACTOR,
+) -> np.ndarray:
+    """:func:`limit_wall_thickness` at ``factor`` times :func:`septal_thickness` of the same
+    labels: the wall no thicker than the patient's own septum allows, with no number from the user
+    (a hypertrophic septum raises the limit with it). Labels without a septum are returned as they
+    are. The input is not modified."""
+    if not factor > 0:
+        raise InputError(f"the septum factor must be a positive number, got {factor}")
+    septum = septal_thickness(labels, class_names, spacing_yx)
+    if septum is None:
+        return np.array(labels, copy=True)
+    return limit_wall_thickness(labels, class_names, factor * septum, spacing_yx)
+
+
 def _myocardium_class(class_names: Sequence[str]) -> int:
     """The myocardium's index among ``class_names`` (found by name), refused in one line without it."""
     from napari_wss.metrics import cardiac_classes
@@ -251,12 +309,17 @@ def heart_rules(
     lv_hull: bool = False,
     max_wall_mm: float | None = None,
     spacing_yx: tuple[float, float] | None = None,
+    septum_factor: float | None = None,
 ) -> np.ndarray:
     """What Predict volume and the live previews apply after island removal, in this order: the
-    convex LV cavity (:func:`fill_lv_hull`) when ``lv_hull``, then the wall limit
-    (:func:`limit_wall_thickness`) when ``max_wall_mm`` is given (with ``spacing_yx`` in mm)."""
+    convex LV cavity (:func:`fill_lv_hull`) when ``lv_hull``, the wall limited to
+    ``septum_factor`` times the septum (:func:`limit_wall_to_septum`, in ``spacing_yx`` or
+    pixels), then the wall limit (:func:`limit_wall_thickness`) when ``max_wall_mm`` is given
+    (with ``spacing_yx`` in mm)."""
     if lv_hull:
         labels = fill_lv_hull(labels, class_names)
+    if septum_factor is not None:
+        labels = limit_wall_to_septum(labels, class_names, spacing_yx or (1.0, 1.0), septum_factor)
     if max_wall_mm is not None:
         if spacing_yx is None:
             raise InputError("a maximum wall thickness needs the image's voxel size")

@@ -48,6 +48,7 @@ from napari_wss.postprocess import (
     keep_largest_component,
     limit_myocardium_brightness,
     lv_hull_classes,
+    septum_classes,
 )
 
 log = logging.getLogger(__name__)
@@ -824,6 +825,7 @@ def predict_volume(
     spacing_yx: tuple[float, float] | None = None,
     absent: np.ndarray | None = None,
     myo_ceiling: float | None = None,
+    septum_factor: float | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
 
@@ -842,6 +844,10 @@ def predict_volume(
     ``myo_ceiling`` (an intensity, :func:`~napari_wss.postprocess.myocardium_ceiling`): after the
     islands, the myocardium brighter than that goes to its nearest other class
     (:func:`~napari_wss.postprocess.limit_myocardium_brightness`).
+    ``septum_factor``: after the convex cavity, the myocardium farther from the LV cavity than that
+    many times the septum's thickness on this prediction becomes background
+    (:func:`~napari_wss.postprocess.limit_wall_to_septum`; classes named RV, myocardium and LV;
+    distances in ``spacing_yx``, in pixels without it).
     ``max_wall_mm`` (with the in-plane ``spacing_yx`` in mm): last, the myocardium farther than that
     from the LV cavity becomes background (:func:`~napari_wss.postprocess.limit_wall_thickness`).
 
@@ -854,6 +860,8 @@ def predict_volume(
         lv_hull_classes(state.class_names)  # a model without LV / myocardium is refused before predicting
     if max_wall_mm is not None and (spacing_yx is None or not max_wall_mm > 0):
         raise InputError("a maximum wall thickness needs a positive number of mm and the image's voxel size")
+    if septum_factor is not None:
+        septum_classes(state.class_names)  # refused before predicting, as above
     img = np.asarray(image)
     squeeze = img.ndim == 2
     if squeeze:
@@ -897,7 +905,14 @@ def predict_volume(
         )
     if myo_ceiling is not None:
         labels = limit_myocardium_brightness(labels, img, myo_ceiling, state.class_names)
-    labels = heart_rules(labels, state.class_names, lv_hull=lv_hull, max_wall_mm=max_wall_mm, spacing_yx=spacing_yx)
+    labels = heart_rules(
+        labels,
+        state.class_names,
+        lv_hull=lv_hull,
+        max_wall_mm=max_wall_mm,
+        spacing_yx=spacing_yx,
+        septum_factor=septum_factor,
+    )
     if squeeze:
         labels = labels[0]
         if probs_out is not None:

@@ -20,6 +20,7 @@ from napari_wss.postprocess import (
     keep_largest_component,
     limit_myocardium_brightness,
     limit_wall_thickness,
+    limit_wall_to_septum,
     myocardium_ceiling,
 )
 from napari_wss.training import load_checkpoint
@@ -462,6 +463,11 @@ def test_train_predict_evaluate_round_trip(
     want_dark = fill_convex_hull(limit_myocardium_brightness(want, image, ceiling, names), 3, (2,))
     np.testing.assert_array_equal(io.read_nifti(dark).data, want_dark)
     assert (want_dark != fill_convex_hull(want, 3, (2,))).any()  # the ceiling is at work here
+    septum = tmp_path / "septum.nii.gz"
+    code, _, err = run(capsys, *args, "--largest-component", "--lv-hull", "--septum-wall", "--out", septum)
+    assert code == 0, err
+    limited = limit_wall_to_septum(fill_convex_hull(want, 3, (2,)), names, source.spacing[1:])
+    np.testing.assert_array_equal(io.read_nifti(septum).data, limited)
     code, _, err = run(capsys, *args[:5], "--out", tmp_path / "d.nii.gz", "--dark-myocardium")  # no --scribbles
     assert_one_line_error(code, err, "--dark-myocardium needs one --image and its --scribbles")
     code, _, err = run(capsys, *args, "--max-wall-mm", "-3", "--out", tmp_path / "neg.nii.gz")
@@ -697,6 +703,9 @@ def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.Capture
     assert not (tmp_path / "hull").exists()  # refused before anything is written
     code, _, err = run(capsys, *folder, "--out", tmp_path / "wall", "--max-wall-mm", "10")
     assert_one_line_error(code, err, "need classes named LV and myocardium")
+    code, _, err = run(capsys, *folder, "--out", tmp_path / "septum", "--septum-wall")
+    assert_one_line_error(code, err, "needs classes named RV, myocardium and LV", "background, class1")
+    assert not (tmp_path / "septum").exists()
 
 
 def test_parse_bound_flags() -> None:

@@ -20,8 +20,10 @@ from napari_wss.postprocess import (
     keep_largest_component,
     limit_myocardium_brightness,
     limit_wall_thickness,
+    limit_wall_to_septum,
     lv_hull_classes,
     myocardium_ceiling,
+    septal_thickness,
 )
 
 
@@ -226,6 +228,49 @@ def test_wall_thickness_limit_drops_the_myocardium_beyond_it_in_mm() -> None:
         limit_wall_thickness(lab, names, 0.0, (1.0, 1.0))
     with pytest.raises(InputError, match="need classes named LV and myocardium"):
         limit_wall_thickness(lab, ["bg", "a", "b", "c"], 6.0, (1.0, 1.0))
+
+
+def _heart_slice(septum: int, free_wall: int, stray: bool) -> np.ndarray:
+    """One 40x60 slice: LV cavity columns 20-29, a septum of ``septum`` columns to its left with the RV
+    beyond it, a free wall of ``free_wall`` columns to its right, and a stray myocardium blob beyond."""
+    lab = np.zeros((40, 60), dtype=np.uint8)
+    lab[10:30, 20:30] = 3
+    lab[10:30, 20 - septum : 20] = 2
+    lab[10:30, 5 : 20 - septum] = 1
+    lab[10:30, 30 : 30 + free_wall] = 2
+    if stray:
+        lab[10:30, 30 + free_wall : 50] = 2  # the wall grown into the tissue around the heart
+    return lab
+
+
+def test_septal_thickness_is_the_wall_between_the_cavities() -> None:
+    names = ["background", "RV", "myocardium", "LV"]
+    lab = np.stack([_heart_slice(4, 5, False), _heart_slice(6, 5, False)])
+    # distances from the cavity of the wall pixels next to the RV: 4 (columns 16) and 6 (column 14), in mm
+    assert septal_thickness(lab, names) == pytest.approx(5.0)  # the median over both slices' 2 x 20 pixels
+    assert septal_thickness(lab, names, (1.0, 0.5)) == pytest.approx(2.5)
+    no_rv = np.where(lab == 1, 0, lab).astype(np.uint8)
+    assert septal_thickness(no_rv, names) is None
+    with pytest.raises(InputError, match="needs classes named RV, myocardium and LV; the model has bg, a, b, c"):
+        septal_thickness(lab, ["bg", "a", "b", "c"])
+
+
+def test_the_wall_is_limited_to_a_multiple_of_the_septum() -> None:
+    names = ["background", "RV", "myocardium", "LV"]
+    grown = _heart_slice(4, 5, True)[None]
+    out = limit_wall_to_septum(grown, names, (1.0, 1.0), 1.5)  # septum 4 px: the wall within 6 px stays
+    np.testing.assert_array_equal(out[0, :, 30:36], grown[0, :, 30:36])
+    assert not (out[0, :, 36:] == 2).any()  # the stray beyond: background
+    np.testing.assert_array_equal(out[0][grown[0] != 2], grown[0][grown[0] != 2])  # only myocardium moves
+    np.testing.assert_array_equal(out, limit_wall_thickness(grown, names, 6.0, (1.0, 1.0)))
+    assert (grown == 2).sum() > (out == 2).sum()  # and the input is left as it was
+    # A thick (hypertrophic) septum raises the limit with it: a 12 px free wall is kept whole.
+    thick = _heart_slice(10, 12, False)[None]
+    np.testing.assert_array_equal(limit_wall_to_septum(thick, names, (1.0, 1.0)), thick)
+    no_rv = np.where(grown == 1, 0, grown).astype(np.uint8)
+    np.testing.assert_array_equal(limit_wall_to_septum(no_rv, names), no_rv)  # no septum to go by
+    with pytest.raises(InputError, match="septum factor must be a positive number"):
+        limit_wall_to_septum(grown, names, (1.0, 1.0), 0.0)
 
 
 def test_clear_absent_hands_each_marked_class_to_the_background_on_its_slice_only() -> None:

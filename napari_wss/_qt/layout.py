@@ -189,6 +189,16 @@ def build_layout(w: WssWidget) -> None:
         "and for the end-systole of a hypertrophic heart (measured: the LV then comes out too large)."
     )
     run.addWidget(w.dark_myo, 4, 0)
+    w.septum_wall = QCheckBox("wall ≤ 1.5 × septum")
+    w.septum_wall.setChecked(True)  # measured on ACDC: see benchmarks/postprocess_study.py --septum
+    w.septum_wall.setToolTip(
+        "With classes named RV, myocardium and LV: the septum's thickness is measured on the prediction "
+        "(between the two cavities, where both its borders are blood) and the myocardium farther than 1.5 "
+        "times that from the LV cavity becomes background: the outer wall no longer grows into the tissue "
+        "around the heart. A thick (hypertrophic) septum raises the limit with it. Untick for hearts "
+        "whose free wall is much thicker than their septum."
+    )
+    run.addWidget(w.septum_wall, 4, 1)
     w.max_wall = FloatField(
         0.0,
         maximum=100.0,

@@ -173,7 +173,12 @@ def test_previews_remove_islands_as_predict_volume_does(phantom) -> None:  # typ
 
 
 def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> None:  # type: ignore[no-untyped-def]
-    from napari_wss.postprocess import fill_lv_hull, limit_myocardium_brightness, limit_wall_thickness
+    from napari_wss.postprocess import (
+        fill_lv_hull,
+        limit_myocardium_brightness,
+        limit_wall_thickness,
+        limit_wall_to_septum,
+    )
 
     img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
     with pytest.raises(InputError, match="need classes named LV and myocardium"):
@@ -192,6 +197,15 @@ def test_previews_make_the_lv_cavity_convex_as_predict_volume_does(phantom) -> N
     capped = next(_session.run_training(job, None, control)).frame
     np.testing.assert_array_equal(capped, limit_wall_thickness(frames[True], names, 2.0, (1.5, 1.5)))
     assert (capped != frames[True]).any()  # the untrained wall is thicker than 2 mm: the limit is at work
+    # the wall within a multiple of the septum the preview shows, after the convex cavity
+    job = _session.build_job(
+        img, scr, _priors(), CFG.with_(steps=1), islands="volume", lv_hull=True, septum=(0.5, (1.5, 1.5))
+    )
+    thin = next(_session.run_training(job, None, _session.RunControl(preview_interval=0.0, nice=0))).frame
+    np.testing.assert_array_equal(thin, limit_wall_to_septum(frames[True], names, (1.5, 1.5), 0.5))
+    assert (thin != frames[True]).any()  # half the septum cuts the untrained wall: the rule is at work
+    with pytest.raises(InputError, match="needs classes named RV, myocardium and LV"):
+        _session.build_job(img, scr, _priors(("bg", "a", "b", "LV")), CFG, septum=(1.5, (1.0, 1.0)))
     # the myocardium no brighter than a ceiling, before the convex cavity, as Predict volume does
     ceiling = float(np.median(img))
     job = _session.build_job(

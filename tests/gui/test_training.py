@@ -16,6 +16,7 @@ from napari_wss.postprocess import (
     fill_lv_hull,
     keep_largest_component,
     limit_myocardium_brightness,
+    limit_wall_to_septum,
     myocardium_ceiling,
 )
 
@@ -123,12 +124,15 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     strokes = widget.scribble_layer().data.copy()
     names = widget.table.names()
     assert widget.lv_hull.isChecked() and widget.dark_myo.isChecked()  # on by default, with these class names
+    assert widget.septum_wall.isChecked()
     image = np.asarray(viewer.layers["cardiac phantom"].data)
     ceiling = myocardium_ceiling(image, strokes, names)
-    for keep, hull, dark in ((True, True, True), (False, True, True), (False, False, False)):
+    in_plane = widget.spacing_zyx()[1:]
+    for keep, hull, dark, septum in ((True, True, True, True), (False, True, True, False), (False,) * 4):
         assert widget.largest_component.isChecked() is keep  # islands: marked (else largest) 3D objects
         widget.lv_hull.setChecked(hull)
         widget.dark_myo.setChecked(dark)
+        widget.septum_wall.setChecked(septum)
         widget.prediction_layer.data[...] = 0
         worker = widget.model.predict()
         with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
@@ -138,6 +142,7 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
         expected = keep_largest_component(clear_absent(raw, absent), 4, scribbles=strokes) if keep else raw
         expected = limit_myocardium_brightness(expected, image, ceiling, names) if dark else expected
         expected = fill_lv_hull(expected, names) if hull else expected
+        expected = limit_wall_to_septum(expected, names, in_plane) if septum else expected
         np.testing.assert_array_equal(widget.prediction_layer.data, expected)
         widget.largest_component.setChecked(False)
     np.testing.assert_array_equal(widget.scribble_layer().data, strokes)  # prediction never paints there
@@ -195,6 +200,8 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
         image = np.asarray(_viewer.layers["cardiac phantom"].data)
         assert seen["myo_ceiling"] == pytest.approx(np.percentile(image[marks == 3], 99))
         assert seen["max_wall_mm"] is None  # the wall limit is off until the user states one
+        # the wall within 1.5 x the septum, ticked by default, in the image's in-plane voxel size
+        assert seen["septum_factor"] == 1.5 and seen["spacing_yx"] == widget.spacing_zyx()[1:]
         if keep:
             assert seen["largest_component"] == "volume"
             assert isinstance(strokes, np.ndarray) and strokes is not widget.scribble_layer().data
@@ -217,6 +224,10 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
     with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
         pass
     assert seen["myo_ceiling"] is None
+    widget.septum_wall.setChecked(False)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    assert seen["septum_factor"] is None
     # A stated wall thickness reaches Predict volume with the image's in-plane voxel size ...
     widget.max_wall.setValue(9.5)
     with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):

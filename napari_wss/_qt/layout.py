@@ -198,7 +198,7 @@ def build_layout(w: WssWidget) -> None:
         "around the heart. A thick (hypertrophic) septum raises the limit with it. Untick for hearts "
         "whose free wall is much thicker than their septum."
     )
-    run.addWidget(w.septum_wall, 4, 1)
+    run.addWidget(w.septum_wall, 4, 1, 1, 2)  # two columns: the label is wider than a button
     w.max_wall = FloatField(
         0.0,
         maximum=100.0,

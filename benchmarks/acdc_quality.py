@@ -47,7 +47,7 @@ from acdc_pack import (
 
 from napari_wss.config import PENALTY_WEIGHTS, Mode, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, rule_out_brighter
-from napari_wss.postprocess import MYO_BRIGHTNESS_PERCENTILE, fill_lv_hull
+from napari_wss.postprocess import MYO_BRIGHTNESS_PERCENTILE, fill_lv_hull, limit_wall_to_septum
 from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
 from napari_wss.training import train
 
@@ -112,6 +112,9 @@ def _score(model: torch.nn.Module, pack: Pack, test_vols: np.ndarray, pool: Proc
     dice_lcc, hd_lcc = score_all(kept, pack, test_vols, pool)
     hulled = [fill_lv_hull(p, NAMES) for p in kept]  # + the LV cavity's convex hull (papillary muscles)
     dice_hull, _ = score_all(hulled, pack, test_vols, pool)
+    # + the wall within 1.5 x the septum measured on each prediction (no strokes needed)
+    walled = [limit_wall_to_septum(h, NAMES, tuple(pack.spacings[v][1:])) for h, v in zip(hulled, test_vols)]
+    dice_wall, hd_wall = score_all(walled, pack, test_vols, pool)
     by_position = [position_dice(p, pack.gt[v]) for p, v in zip(preds, test_vols)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (a class never predicted)
@@ -129,6 +132,11 @@ def _score(model: torch.nn.Module, pack: Pack, test_vols: np.ndarray, pool: Proc
             # the cut predictions with the LV cavity made convex (the widget's Predict volume default)
             "hull_dice": np.nanmean(dice_hull, axis=0).round(4).tolist(),
             "hull_dice_mean": round(float(np.nanmean(dice_hull)), 4),
+            # and the wall limited to 1.5 x the septum (the widget's Predict volume default since 2026-11-29)
+            "septum_dice": np.nanmean(dice_wall, axis=0).round(4).tolist(),
+            "septum_dice_mean": round(float(np.nanmean(dice_wall)), 4),
+            "septum_hd95_mean": round(float(np.nanmean(hd_wall)), 2),
+            "septum_clinical": clinical_agreement(walled, pack, test_vols),
             # LV / RV EDV and EF, myocardial mass of the cut predictions against the expert's
             "lcc_clinical": clinical_agreement(kept, pack, test_vols),
             # mean 2D Dice of RV, Myo, LV per third of the heart, and false-positive slices outside it
@@ -284,8 +292,8 @@ def _train_dice(strokes: np.ndarray, data) -> list[float]:
 def table(results: list[dict]) -> str:
     lines = [
         "| row | folds | RV | Myo | LV | mean Dice | mean HD95 (mm) | largest component: Dice | HD95 | LV EF MAE (%) "
-        "| + convex LV: Dice |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| + convex LV: Dice | + wall <= 1.5 x septum: Dice |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["row"] for r in results):
         rs = [r for r in results if r["row"] == name]
@@ -300,6 +308,8 @@ def table(results: list[dict]) -> str:
             cells += f" {np.mean([r['lcc_clinical']['LV EF']['mae'] for r in rs]):.1f} |"
         if all("hull_dice_mean" in r for r in rs):
             cells += f" {np.mean([r['hull_dice_mean'] for r in rs]):.3f} |"
+        if all("septum_dice_mean" in r for r in rs):
+            cells += f" {np.mean([r['septum_dice_mean'] for r in rs]):.3f} |"
         lines.append(cells)
     return "\n".join(lines)
 

@@ -89,6 +89,19 @@ class ModelActions:
         spacing = self.w.spacing_zyx()
         return SEPTUM_FACTOR, (1.0, 1.0) if spacing is None else (spacing[1], spacing[2])
 
+    def heart_options(self, class_names: Any) -> dict[str, Any]:
+        """Predict volume's heart rules as ticked (:func:`~napari_wss.training.predict_volume`'s
+        ``lv_hull``, ``septum_factor``, ``max_wall_mm`` and the in-plane ``spacing_yx`` they measure in)."""
+        names = list(class_names)
+        wall, septum = self.wall_limit(names), self.septum_rule(names)
+        spacing = wall[1] if wall is not None else None if septum is None else septum[1]
+        return {
+            "lv_hull": self.lv_hull(names),
+            "septum_factor": None if septum is None else septum[0],
+            "max_wall_mm": None if wall is None else wall[0],
+            "spacing_yx": spacing,
+        }
+
     def wall_limit(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:
         """(mm, in-plane spacing) of the wall-thickness limit, or None when it is off (0). Set, it
         needs classes named LV and myocardium and an image with a voxel size: refused otherwise."""
@@ -152,8 +165,6 @@ class ModelActions:
                 n, k = (marks.shape[0] if marks.ndim == 3 else 1), w.state.num_classes
                 ticks = [(z, c) for z, c in w.table.absent_pairs() if z < n and c < k]  # the model's classes
                 absent = absent_classes(n, k, scribbles=marks, absent=ticks)
-            wall = self.wall_limit(w.state.class_names)
-            septum = self.septum_rule(w.state.class_names)
             worker = create_worker(
                 predict_volume,
                 w.state,
@@ -164,10 +175,7 @@ class ModelActions:
                 largest_component=keep,
                 scribbles=marks,
                 absent=absent,
-                lv_hull=self.lv_hull(w.state.class_names),
-                max_wall_mm=None if wall is None else wall[0],
-                spacing_yx=wall[1] if wall is not None else None if septum is None else septum[1],
-                septum_factor=None if septum is None else septum[0],
+                **self.heart_options(w.state.class_names),
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )
@@ -242,8 +250,6 @@ class ModelActions:
                 raise InputError("the picked image is not a frame of a 4D cine file: Predict volume segments it")
             from napari.qt.threading import create_worker
 
-            wall = self.wall_limit(w.state.class_names)
-            septum = self.septum_rule(w.state.class_names)
             strokes = _strokes_on(image, w.scribble_layer())  # this frame's, for every frame
             worker = create_worker(
                 _predict_frames,
@@ -254,10 +260,7 @@ class ModelActions:
                 device=w.settings.device.currentText(),
                 myo_ceiling=self.myo_ceiling(np.asarray(image.data), strokes, w.state.class_names),
                 largest_component=self.islands(image),
-                lv_hull=self.lv_hull(w.state.class_names),
-                max_wall_mm=None if wall is None else wall[0],
-                spacing_yx=wall[1] if wall is not None else None if septum is None else septum[1],
-                septum_factor=None if septum is None else septum[0],
+                **self.heart_options(w.state.class_names),
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )

@@ -526,10 +526,10 @@ def rule_out_brighter(data: SliceDataset, cls: int, percentile: float) -> SliceD
     own = data.scribbles == cls + 1
     for v in np.unique(data.volume):
         rows = data.volume == v
-        under = data.images[rows][own[rows]]
-        if not under.size:
+        images, mine = data.images[rows], own[rows]
+        if not mine.any():
             continue
-        bright = (data.images[rows] > np.percentile(under, percentile)) & ~own[rows]
+        bright = (images > np.percentile(images[mine], percentile)) & ~mine
         out[rows] = np.where(bright, np.uint8(cls + 1), out[rows])
     return replace(data, ruled_out=out)
 

@@ -49,6 +49,7 @@ class WssWidget(QWidget):
         self.state: Any = None  # napari_wss.training.TrainState once trained or loaded
         self.job: Any = None  # the running / last _session.TrainJob
         self.prediction_layer: Labels | None = None
+        self.training_image: Image | None = None  # the image layer the running / last press trains on
         self.prediction_image: Image | None = None  # the image layer the prediction layer belongs to
         self.last_progress: Any = None
         self.frames_shown = 0
@@ -95,18 +96,18 @@ class WssWidget(QWidget):
         yx = tuple(float(s) for s in (spacing[-2:] if spacing is not None else image.scale[-2:]))
         return None if yx == (1.0, 1.0) else (yx[0], yx[1])
 
-    def spacing_zyx(self) -> tuple[float, float, float] | None:
-        """Voxel size (dz, dy, dx) in mm of a picked image read from a file that states it (NIfTI),
-        else None (volumes are then not reported in mL)."""
-        image = self.image_layer()
+    def spacing_zyx(self, image: Image | None = None) -> tuple[float, float, float] | None:
+        """Voxel size (dz, dy, dx) in mm of ``image`` (default: the picked one) read from a file that
+        states it (NIfTI), else None (volumes are then not reported in mL)."""
+        image = image if image is not None else self.image_layer()
         meta = image.metadata if image is not None and isinstance(image.metadata, dict) else {}
         spacing = meta.get("spacing")
         if spacing is None or len(spacing) != 3 or image is None or image.ndim != 3:
             return None
         return (float(spacing[0]), float(spacing[1]), float(spacing[2]))
 
-    def area_per_pixel(self) -> float:
-        yx = self.spacing_yx()
+    def area_per_pixel(self, image: Image | None = None) -> float:
+        yx = self.spacing_yx(image)
         return 1.0 if yx is None else yx[0] * yx[1]
 
     def current_slice(self) -> int:
@@ -241,7 +242,8 @@ class WssWidget(QWidget):
         if state is None:
             state = training.TrainState.create(job.config, job.class_names, priors=job.priors)
         self.state, self.job, self.last_progress, self._panel_item = state, job, None, None
-        self.ensure_prediction_layer()
+        self.training_image = image
+        self.ensure_prediction_layer(image)
         self.plot.reset(job.class_names, self.table.colors(), self.table.unit)
         with_others = ""
         if job.others:
@@ -309,10 +311,11 @@ class WssWidget(QWidget):
     def stop(self) -> None:
         self.runner.stop()
 
-    def ensure_prediction_layer(self) -> Labels:
-        """The "prediction" layer on the image's grid: made once, then updated in place until the
-        user paints on it (a new one then takes the predictions; theirs stays as they left it)."""
-        image = self.image_layer()
+    def ensure_prediction_layer(self, image: Image | None = None) -> Labels:
+        """The "prediction" layer on ``image``'s grid (default: the picked image): made once, then
+        updated in place until the user paints on it (a new one then takes the predictions; theirs
+        stays as they left it)."""
+        image = image if image is not None else self.image_layer()
         if image is None:
             raise InputError("no image is chosen")
         layer = self.prediction_layer
@@ -348,9 +351,12 @@ class WssWidget(QWidget):
         self.prediction_image = image
         return layer
 
-    def show_labels(self, rows: np.ndarray | None, labels: np.ndarray, *, thumbnail: bool = True) -> None:
-        """Write predicted labels (P, H, W) of slices ``rows`` (None = all) into the prediction layer."""
-        layer = self.ensure_prediction_layer()
+    def show_labels(
+        self, rows: np.ndarray | None, labels: np.ndarray, *, image: Image | None = None, thumbnail: bool = True
+    ) -> None:
+        """Write predicted labels (P, H, W) of slices ``rows`` (None = all) of ``image`` (default: the
+        picked one) into its prediction layer."""
+        layer = self.ensure_prediction_layer(image)
         target = layer.data if layer.data.ndim == 3 else layer.data[None]
         if rows is None:
             target[...] = labels.reshape(target.shape)
@@ -377,9 +383,9 @@ class WssWidget(QWidget):
         at 1280 x 800 on a 2-core CPU), and no text or layout change triggers a repaint of its own.
         """
         self.last_progress = item
-        ev, job = item.event, self.job
+        ev, job, image = item.event, self.job, self.training_image
         sr, sc = job.geometry.scale
-        to_unit = self.area_per_pixel() / (sr * sc)
+        to_unit = self.area_per_pixel(image) / (sr * sc)
         self.plot.add(
             ev.step,
             {"loss": ev.loss, **ev.parts},
@@ -389,8 +395,9 @@ class WssWidget(QWidget):
             item.dice,
         )
         self._panel_item = item
-        if item.frame is not None:
-            self.show_labels(item.rows, item.frame, thumbnail=False)
+        # The preview belongs to the image being trained, whatever is picked now; none once it is closed.
+        if item.frame is not None and image is not None and image in self.viewer.layers:
+            self.show_labels(item.rows, item.frame, image=image, thumbnail=False)
             if not self._panel_timer.isActive():
                 self._panel_timer.start()
         elif time.perf_counter() - self._last_ui >= UI_REFRESH_S and not self._panel_timer.isActive():
@@ -443,7 +450,9 @@ class WssWidget(QWidget):
         from napari_wss import _session
 
         try:
-            update = _session.network_bounds(self.job, self.priors(), self.table.absent_pairs())
+            # in the trained image's pixels, whatever image is picked by now
+            priors = self.table.priors(self.spacing_yx(self.training_image))
+            update = _session.network_bounds(self.job, priors, self.table.absent_pairs())
         except InputError as exc:
             notifications.show_warning(f"The new bounds were not applied: {exc}")
             return

@@ -179,20 +179,24 @@ class ModelActions:
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )
-            worker.returned.connect(self._on_predicted)
+            worker.returned.connect(lambda labels: self._on_predicted(image, labels))
             worker.finished.connect(self._on_predict_finished)
             self.predict_worker = worker
             w.status.setText(f"Predicting {image.name}…")
-            w.ensure_prediction_layer()
+            w.ensure_prediction_layer(image)
             self.sync(False)
             worker.start()
             return worker
         return None
 
-    def _on_predicted(self, labels: np.ndarray) -> None:
-        self.w.show_labels(None, labels)
+    def _on_predicted(self, image: Any, labels: np.ndarray) -> None:
+        """Show ``image``'s prediction in its own layer, whatever image is picked by now."""
+        if image not in self.w.viewer.layers:
+            self.w.status.setText(f"'{image.name}' was closed before its prediction was ready: nothing is shown.")
+            return
+        self.w.show_labels(None, labels, image=image)
         text = "Predicted the whole volume."
-        spacing = self.w.spacing_zyx()
+        spacing = self.w.spacing_zyx(image)
         layer = self.w.prediction_layer
         if spacing is not None and labels.ndim == 3 and layer is not None:
             text += f" {self._measure(layer, labels, spacing)}"

@@ -234,7 +234,7 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
         pass
     assert seen["max_wall_mm"] == 9.5 and seen["spacing_yx"] == spacing[1:]
     # ... and without a voxel size it is refused in one line, nothing predicted.
-    monkeypatch.setattr(widget, "spacing_zyx", lambda: None)
+    monkeypatch.setattr(widget, "spacing_zyx", lambda image=None: None)
     assert widget.model.predict() is None
     assert "needs an image with a voxel size" in notes.errors()[-1]
 
@@ -354,6 +354,45 @@ def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui,
     assert "EF" not in widget.status.text()  # the same frame twice is not two frames
     gui.train_and_wait(widget)  # the previews go to the new layer too
     assert widget.prediction_layer is second and gui.digest(first.data) == painted
+
+
+def test_previews_and_predictions_stay_with_their_image_when_another_is_picked(  # type: ignore[no-untyped-def]
+    make_widget, gui, qtbot, notes
+) -> None:
+    """Picking another image while training runs or Predict volume works (a random-press test
+    found this raising in the preview slot): the labels go to the prediction layer of the image
+    they were computed for, and none is made for the image picked since."""
+    viewer, widget = make_widget("phantom", steps=30)
+    phantom = viewer.layers["cardiac phantom"]
+    other = viewer.add_image(np.zeros((1, 20, 20), np.float32) + np.arange(20, dtype=np.float32), name="other")
+    widget.image_picker.setCurrentIndex(widget.image_picker.findText("cardiac phantom"))
+    seen = []
+    widget.runner.progressed.connect(lambda item: seen.append(item.frame is not None))
+    widget.train()
+    qtbot.waitUntil(lambda: len(seen) >= 2, timeout=TIMEOUT)
+    widget.image_picker.setCurrentIndex(widget.image_picker.findText("other"))
+    assert widget.image_layer() is other and widget.runner.running
+    switched = len(seen)
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=TIMEOUT)
+    pred = widget.prediction_layer
+    assert pred.data.shape == phantom.data.shape and pred.data.any()
+    assert widget.prediction_image is phantom and any(seen[switched:])  # previews after the switch landed too
+    assert not any(lay.data.shape == other.data.shape for lay in viewer.layers if lay is not other)
+    widget.image_picker.setCurrentIndex(widget.image_picker.findText("cardiac phantom"))
+    pred.data[...] = 0
+    worker = widget.model.predict()
+    widget.image_picker.setCurrentIndex(widget.image_picker.findText("other"))
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        pass
+    assert widget.prediction_layer is pred and pred.data.any() and not notes.errors()
+    # an image closed before its prediction is ready: a status line, no layer, no error
+    widget.image_picker.setCurrentIndex(widget.image_picker.findText("cardiac phantom"))
+    worker = widget.model.predict()
+    layers = len(viewer.layers)
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        viewer.layers.remove(phantom)
+    assert "was closed before its prediction was ready" in widget.status.text()
+    assert len(viewer.layers) == layers - 1 and not notes.errors()
 
 
 ACDC_PATIENT = Path(__file__).resolve().parents[3] / "shared" / "data" / "acdc" / "training" / "patient001"

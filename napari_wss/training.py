@@ -70,7 +70,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:  # torch's own message is a long list of device types
+        raise InputError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

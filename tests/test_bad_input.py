@@ -262,6 +262,10 @@ CLI_ROWS: dict[str, tuple[Callable[[Case], list[str]], tuple[str, ...]]] = {
         ("notes.txt", "does not exist"),
     ),
     "prediction-out-read-only": (_predict_read_only, ("Cannot write", "Permission denied")),
+    "predict-on-an-unknown-device": (
+        lambda c: _predict(c, "--out", c.dir / "pred.nii.gz", "--device", "gpu0"),
+        ("device must be auto, cpu, cuda, cuda:N or mps", "'gpu0'"),
+    ),
     "prediction-out-is-the-source": (
         lambda c: _predict(c, "--out", c.image, "--overwrite"),
         ("source image",),

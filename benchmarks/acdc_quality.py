@@ -157,6 +157,7 @@ def _record(name: str, fold: int, summary: dict, cfg: TrainConfig, train_s: floa
         "size_weight": cfg.size_weight,
         "absence_weight": cfg.absence_weight,
         "ruled_out_weight": cfg.ruled_out_weight,
+        "balanced_ce": cfg.balanced_ce,
         "rotate": cfg.rotate,
         "zoom": cfg.zoom,
         "batch": cfg.batch_size,
@@ -196,6 +197,8 @@ def run_one(
         ruled = _ruled_out_truth(data)
     if bins > 1 and priors in ("size", "size+centroid"):
         name = f"{name} ({bins} positions)"
+    if cfg.balanced_ce and cfg.mode != Mode.FULL:
+        name = f"{name}, classes balanced"
     device = torch.device("cuda" if cfg.device.startswith("cuda") else "cpu")
     start = time.perf_counter()
     state = _train(data, cfg)
@@ -340,6 +343,11 @@ def main() -> None:
         help="weight of the term keeping the myocardium off pixels brighter than 99 %% of those under its strokes "
         "in the same volume (rows with scribbles; 0 = off)",
     )
+    ap.add_argument(
+        "--balanced-ce",
+        action="store_true",
+        help="every class painted in a batch counts equally in the partial cross-entropy (rows with scribbles)",
+    )
     add_augmentation_args(ap)
     ap.add_argument(
         "--second-press", type=int, default=0, help="train each row's model this many more steps (see --pseudo)"
@@ -399,6 +407,7 @@ def main() -> None:
         penalty_warmup=args.penalty_warmup,
         absence_weight=args.absence_weight,
         ruled_out_weight=args.dark_myocardium,
+        balanced_ce=args.balanced_ce,
         rotate=args.rotate,
         zoom=args.zoom,
         seed=args.seed,

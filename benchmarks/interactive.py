@@ -600,6 +600,12 @@ def main() -> None:
         help="predict mid-run with batch norm's running averages (as before re-estimation was added)",
     )
     ap.add_argument(
+        "--balanced-ce",
+        action="store_true",
+        help="every class painted in a batch counts equally in the partial cross-entropy (each stroke pixel "
+        "weighted by one over its class's stroke pixels in the batch), instead of every painted pixel",
+    )
+    ap.add_argument(
         "--save-predictions",
         metavar="DIR",
         default=None,
@@ -626,6 +632,7 @@ def main() -> None:
         penalty=args.penalty,
         crf_weight=args.crf_weight,
         ruled_out_weight=args.dark_myocardium,
+        balanced_ce=args.balanced_ce,
         absence_weight=args.absence_weight,
         entropy_weight=args.entropy_weight,
         depth=args.depth,
@@ -820,6 +827,7 @@ def main() -> None:
                 "penalty_warmup": cfg.penalty_warmup,
                 "absence_weight": cfg.absence_weight,
                 "centroid_floor": args.centroid_floor,
+                "balanced_ce": cfg.balanced_ce,
                 **({"oracle_sizes": args.oracle_sizes} if args.oracle_sizes is not None else {}),
                 **sizing,
             }

@@ -234,6 +234,10 @@ class TrainConfig:
         ruled_out_weight: weight of the ruled-out term: class c kept off the pixels a dataset's
             ``ruled_out`` map marks c + 1 (``data.rule_out_brighter``: the dark myocardium),
             ``-log(1 - p)`` averaged over those pixels (0 = off). Any mode but ``full``.
+        balanced_ce: weigh the partial cross-entropy so that each class painted in a batch counts
+            equally, whatever the length of its strokes (each stroke pixel weighted by one over its
+            class's stroke pixels in the batch; :func:`~napari_wss.losses.stroke_balance`). Off by
+            default (the papers' plain mean over the painted pixels).
         penalty_warmup: the prior and regulariser terms (absence, size, centroid, CRF, entropy,
             ruled-out) grow linearly
             from 0 to their weights over the model's first this-many steps (a continued model keeps
@@ -271,6 +275,7 @@ class TrainConfig:
     penalty_warmup: int = 0
     absence_weight: float = 0.0
     ruled_out_weight: float = 0.0
+    balanced_ce: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -330,7 +335,7 @@ class TrainConfig:
             raise InputError(f"steps_per_epoch must be a positive integer or None, got {self.steps_per_epoch!r}")
         if not isinstance(self.preview_every, int) or isinstance(self.preview_every, bool) or self.preview_every < 0:
             raise InputError(f"preview_every must be an integer >= 0, got {self.preview_every!r}")
-        for name in ("augment", "amp", "compile"):
+        for name in ("augment", "amp", "compile", "balanced_ce"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

@@ -38,6 +38,7 @@ from napari_wss.losses.functional import (
     soft_centroid,
     soft_dice_loss,
     soft_size,
+    stroke_balance,
 )
 from napari_wss.metrics import dice_per_class
 from napari_wss.models.unet import build_model
@@ -336,7 +337,10 @@ class Objective:
         elif c.uses_scribbles:
             if batch.scribbles is None:
                 raise InputError(f"mode '{c.mode.value}' needs scribbles")
-            parts["ce"] = c.ce_weight * partial_cross_entropy(logits, batch.scribbles, temperature=c.temperature)
+            weights = stroke_balance(batch.scribbles, logits.shape[1]) if c.balanced_ce else None
+            parts["ce"] = c.ce_weight * partial_cross_entropy(
+                logits, batch.scribbles, temperature=c.temperature, class_weights=weights
+            )
         if c.uses_priors:
             size_bounds = batch.size_bounds
             if c.absence_weight > 0:

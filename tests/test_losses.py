@@ -22,6 +22,7 @@ from napari_wss.losses import (
     ruled_out_loss,
     soft_centroid,
     soft_size,
+    stroke_balance,
 )
 
 # probs of class 1 = [[1, .5], [0, .5]]; class 0 is the complement. H·W = 4.
@@ -203,6 +204,39 @@ def test_partial_cross_entropy_only_annotated_pixels_get_gradient() -> None:
     partial_cross_entropy(logits, scribbles).backward()
     touched = logits.grad.abs().sum(1)[0] > 0
     assert touched.sum() == 1 and touched[1, 2]
+
+
+def test_balanced_partial_cross_entropy_is_the_mean_of_the_class_means() -> None:
+    # class 0 painted on 3 pixels, class 1 on 1: unbalanced, the mean of the 4 pixel losses;
+    # balanced, the mean of class 0's mean loss and class 1's loss; class 2 not painted: weight 0.
+    logits = torch.randn(1, 3, 2, 2, dtype=torch.float64)
+    scribbles = torch.tensor([[[1, 1], [1, 2]]])
+    pixel = -torch.log_softmax(logits, 1)[0]  # (K, H, W)
+    per_pixel = torch.stack([pixel[0, 0, 0], pixel[0, 0, 1], pixel[0, 1, 0], pixel[1, 1, 1]])
+    weights = stroke_balance(scribbles, 3)
+    assert weights.tolist() == pytest.approx([1 / 3, 1.0, 0.0])
+    plain = partial_cross_entropy(logits, scribbles)
+    balanced = partial_cross_entropy(logits, scribbles, class_weights=weights.double())
+    assert plain.item() == pytest.approx(per_pixel.mean().item())
+    assert balanced.item() == pytest.approx(((per_pixel[:3].mean() + per_pixel[3]) / 2).item())
+
+
+def test_balanced_training_changes_the_step() -> None:
+    """TrainConfig.balanced_ce reaches the objective: the same batch gives another cross-entropy."""
+    from napari_wss.config import TrainConfig
+    from napari_wss.data import Batch
+    from napari_wss.training import Objective
+
+    logits = torch.randn(2, 3, 8, 8)
+    scribbles = torch.zeros(2, 8, 8, dtype=torch.long)
+    scribbles[:, :6, :6] = 1  # a long background stroke
+    scribbles[:, 7, 7] = 3  # one pixel of class 2
+    nan = torch.full((2, 3, 2), float("nan"))
+    batch = Batch(torch.zeros(2, 1, 8, 8), scribbles, None, nan, nan[..., None].expand(2, 3, 2, 2), torch.arange(2))
+    plain = Objective(TrainConfig(mode="partial"))(logits, batch, 1.0)[1]["ce"]
+    balanced = Objective(TrainConfig(mode="partial", balanced_ce=True))(logits, batch, 1.0)[1]["ce"]
+    expected = partial_cross_entropy(logits, scribbles, class_weights=stroke_balance(scribbles, 3))
+    assert balanced.item() == pytest.approx(expected.item()) and abs(balanced.item() - plain.item()) > 1e-3
 
 
 def test_partial_cross_entropy_shape_error() -> None:

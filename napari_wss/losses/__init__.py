@@ -18,6 +18,7 @@ from napari_wss.losses.functional import (
     soft_centroid,
     soft_dice_loss,
     soft_size,
+    stroke_balance,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "soft_centroid",
     "soft_dice_loss",
     "soft_size",
+    "stroke_balance",
 ]

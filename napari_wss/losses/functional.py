@@ -174,6 +174,15 @@ def partial_cross_entropy(
     return per_pixel.sum() / norm.clamp_min(1.0)
 
 
+def stroke_balance(scribbles: Tensor, num_classes: int) -> Tensor:
+    """``(K,)`` class weights for :func:`partial_cross_entropy` under which every class painted in
+    ``scribbles`` (the scribble encoding, 0 = not annotated) counts equally: one over the class's
+    painted pixels, 0 for a class not painted."""
+    counts = torch.bincount(scribbles.reshape(-1).long(), minlength=num_classes + 1)[1 : num_classes + 1]
+    counts = counts.to(torch.float32)
+    return torch.where(counts > 0, 1.0 / counts.clamp_min(1.0), torch.zeros_like(counts))
+
+
 def soft_dice_loss(probs: Tensor, onehot: Tensor, eps: float = 1.0) -> Tensor:
     r"""1 − mean soft Dice over classes present in the batch, for dense supervision.
 

@@ -147,6 +147,29 @@ def check_inputs(
     return img, scr
 
 
+def describe_inferred_absence(scribbles: np.ndarray, class_names: Sequence[str], limit: int = 6) -> str:
+    """One sentence naming, per class, the painted slices that have no stroke of it — where
+    training and Predict volume take it as absent — or "" when every class is painted on every
+    painted slice. One stroke on a fresh slice (a correction) makes the others absent there; this
+    says so before it surprises anyone. Slices are the image's z indices, as napari shows them."""
+    from napari_wss.data import absent_classes
+
+    marks = np.asarray(scribbles)
+    marks = marks.reshape(-1, *marks.shape[-2:])
+    absent = absent_classes(marks.shape[0], len(class_names), scribbles=marks)
+    parts = []
+    for c, name in enumerate(class_names):
+        where = np.flatnonzero(absent[:, c])
+        if where.size:
+            shown = ", ".join(str(z) for z in where[:limit]) + (
+                f" and {where.size - limit} more" if where.size > limit else ""
+            )
+            parts.append(f"{name} on {'slice' if where.size == 1 else 'slices'} {shown}")
+    if not parts:
+        return ""
+    return f"Taken as absent where a painted slice has no stroke of it: {'; '.join(parts)}."
+
+
 def mode_for(penalty: Penalty) -> Mode:
     """Scribbles + bounds, or scribbles alone when the penalty is 'none'."""
     return Mode.PARTIAL if Penalty(penalty) == Penalty.NONE else Mode.CONSTRAINED

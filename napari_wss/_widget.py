@@ -50,6 +50,7 @@ class WssWidget(QWidget):
         self.job: Any = None  # the running / last _session.TrainJob
         self.prediction_layer: Labels | None = None
         self.training_image: Image | None = None  # the image layer the running / last press trains on
+        self.absent_note = ""  # the last press's classes taken as absent on painted slices (status line)
         self.prediction_image: Image | None = None  # the image layer the prediction layer belongs to
         self.last_progress: Any = None
         self.frames_shown = 0
@@ -249,7 +250,9 @@ class WssWidget(QWidget):
         if job.others:
             names = ", ".join(repr(n) for n in job.others)
             with_others = f" ({names} too; {job.config.steps} steps, {config.steps} per image)"
-        self.status.setText(f"Training {len(job.data)} slices{with_others} at {config.size} px…")
+        self.absent_note = _session.describe_inferred_absence(scr, job.class_names)
+        note = f" {self.absent_note}" if self.absent_note else ""
+        self.status.setText(f"Training {len(job.data)} slices{with_others} at {config.size} px…{note}")
         self._first_step, self._last_ui, self._press_started = state.step, 0.0, time.perf_counter()
         self.progress_bar.setRange(0, job.config.steps)
         self.progress_bar.setValue(0)
@@ -439,9 +442,8 @@ class WssWidget(QWidget):
         if state is None:
             self.status.setText("Training stopped on an error (see the notification); nothing you painted changed.")
         else:
-            self.status.setText(
-                f"The model has trained {state.step} steps. Train continues it; Predict volume segments the image."
-            )
+            done = f"The model has trained {state.step} steps. Train continues it; Predict volume segments the image."
+            self.status.setText(f"{done} {self.absent_note}".strip())
         self._sync_buttons()
 
     def _on_bounds_edited(self) -> None:

@@ -291,3 +291,19 @@ def test_other_painted_images_train_after_the_picked_one_with_their_own_bounds(p
         for _ in _session.run_training(job, state, _session.RunControl(preview_interval=0.0)):
             pass
     assert seen and all(np.array_equal(c, job.data.images[:3]) for c in seen)
+
+
+def test_inferred_absence_is_named_per_class_and_painted_slice() -> None:
+    names = ["background", "RV", "myocardium", "LV"]
+    scribbles = np.zeros((4, 8, 8), np.uint8)
+    scribbles[0, 0, :4] = [1, 2, 3, 4]  # every class painted
+    scribbles[1, 0, 0] = 4  # one LV stroke on a fresh slice (a correction): RV and myocardium absent there
+    scribbles[3, 0, :2] = [1, 3]  # slice 2 unpainted: nothing is assumed there
+    text = _session.describe_inferred_absence(scribbles, names)
+    assert text.startswith("Taken as absent where a painted slice has no stroke of it: ")
+    assert text.endswith(": RV on slices 1, 3; myocardium on slice 1; LV on slice 3.")
+    scribbles[1:] = scribbles[0]
+    assert _session.describe_inferred_absence(scribbles, names) == ""
+    only_lv = np.zeros((9, 4, 4), np.uint8)
+    only_lv[:, 0, 0] = 4
+    assert "RV on slices 0, 1, 2, 3, 4, 5 and 3 more" in _session.describe_inferred_absence(only_lv, names)

@@ -356,6 +356,26 @@ def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui,
     assert widget.prediction_layer is second and gui.digest(first.data) == painted
 
 
+def test_the_status_line_names_the_classes_taken_as_absent(make_widget, gui) -> None:  # type: ignore[no-untyped-def]
+    """A slice painted without a class has it absent in training and Predict volume: the status
+    line says where, during the press and after it."""
+    viewer, widget = make_widget("phantom", steps=2)
+    gui.train_and_wait(widget)
+    # the phantom's apical slices 6 and 7 show no RV, and its strokes say so
+    assert widget.status.text().endswith(
+        "Taken as absent where a painted slice has no stroke of it: RV on slices 6, 7."
+    )
+    strokes = viewer.layers["scribbles"]
+    marks = strokes.data.copy()
+    marks[2][marks[2] == 4] = 0  # the user erases the LV's strokes on slice 2
+    strokes.data = marks
+    widget.train()
+    assert widget.status.text().endswith(": RV on slices 6, 7; LV on slice 2.")
+    gui.train_and_wait(widget)
+    assert widget.status.text().endswith(": RV on slices 6, 7; LV on slice 2.")
+    assert widget.job.data.size_bounds[2, 3, 1] == 0  # what the line says is what training used
+
+
 def test_previews_and_predictions_stay_with_their_image_when_another_is_picked(  # type: ignore[no-untyped-def]
     make_widget, gui, qtbot, notes
 ) -> None:

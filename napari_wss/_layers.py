@@ -124,6 +124,18 @@ def file_affine(layer: Any) -> Any:
     return meta.get("affine") if isinstance(meta, Mapping) else None
 
 
+def check_segmentable(image: Any) -> None:
+    """Refuse, before anything is made, an image layer the network cannot segment: RGB,
+    multiscale, or other than a 2D image or a 3D (Z, Y, X) volume (a 4D cine: one frame, please)."""
+    from napari_wss._session import as_volume
+    from napari_wss.errors import InputError
+
+    if image.rgb or image.multiscale:
+        kind = "an RGB image" if image.rgb else "a multiscale image"
+        raise InputError(f"'{image.name}' is {kind}: open a greyscale, single-resolution image")
+    as_volume(image.data, f"image '{image.name}'")
+
+
 def cine_frame(metadata: Mapping | None) -> tuple[int, int] | None:
     """(frame, frames) of a layer that shows one frame of a 4D cine file, else None."""
     if not isinstance(metadata, Mapping) or "frames" not in metadata or "source_path" not in metadata:

@@ -200,9 +200,8 @@ class WssWidget(QWidget):
         image, scribbles = self.image_layer(), self.scribble_layer()
         if scribbles is not None and scribbles is self.prediction_layer:
             raise InputError("the prediction layer cannot be the scribble layer: pick or make another one")
-        if image is not None and (image.rgb or image.multiscale):
-            kind = "an RGB image" if image.rgb else "a multiscale image"
-            raise InputError(f"'{image.name}' is {kind}: open a greyscale, single-resolution image to train on")
+        if image is not None:
+            _layers.check_segmentable(image)
         _check_same_frame(image, scribbles)
         config = self.settings.config()
         priors = self.priors()

@@ -151,6 +151,7 @@ class ModelActions:
             image = w.image_layer()
             if image is None:
                 raise InputError("no image is chosen: pick the image to segment")
+            _layers.check_segmentable(image)  # before its prediction layer is made
             from napari.qt.threading import create_worker
 
             data = np.asarray(image.data)

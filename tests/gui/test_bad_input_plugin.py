@@ -222,6 +222,19 @@ def test_widget_refuses_rgb_and_4d_layers(make_widget, notes) -> None:  # type: 
     _refused(widget, notes, "got 4 dimensions (2, 3, 32, 32): for a cine sequence pick one time frame")
 
 
+def test_predict_volume_refuses_rgb_and_4d_layers_before_making_a_layer(make_widget, gui, notes) -> None:  # type: ignore[no-untyped-def]
+    viewer, widget = make_widget("phantom", steps=2)
+    gui.train_and_wait(widget)
+    for layer, fragment in (
+        (viewer.add_image(np.zeros((2, 3, 32, 32), np.float32), name="cine"), "got 4 dimensions (2, 3, 32, 32)"),
+        (viewer.add_image(np.zeros((32, 32, 3), np.uint8), rgb=True, name="photo"), "'photo' is an RGB image"),
+    ):
+        widget.image_picker.set_layer(layer)
+        names = [lay.name for lay in viewer.layers]
+        assert widget.model.predict() is None
+        assert fragment in notes.errors()[-1] and [lay.name for lay in viewer.layers] == names
+
+
 @pytest.mark.parametrize("row", ["float64", "2d", "smaller-than-the-network"])
 def test_widget_trains_on_accepted_inputs(row: str, make_widget, gui, notes) -> None:  # type: ignore[no-untyped-def]
     ph = _phantom()

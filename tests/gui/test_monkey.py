@@ -78,6 +78,14 @@ def _actions(viewer, widget, rng: np.random.Generator, tmp: Path, theirs: dict) 
         if image is not None:
             viewer.add_image(np.asarray(image.data).copy(), name="copy", scale=image.scale)
 
+    def rectangle() -> None:
+        """A rectangle on the layer 'Box from rectangle' made, anywhere, even off the image."""
+        shapes = next((lay for lay in viewer.layers if lay.name == "centroid boxes"), None)
+        if shapes is not None and shapes in viewer.layers:
+            lo = rng.uniform(-20, 150, 2)
+            lead = [0.0] * (shapes.ndim - 2)
+            shapes.add_rectangles(np.array([[*lead, *lo], [*lead, *(lo + rng.uniform(1, 80, 2))]]))
+
     def press(button) -> Callable[[], None]:  # type: ignore[no-untyped-def]
         return button.click  # does nothing while the button is disabled, as for a user
 
@@ -105,6 +113,7 @@ def _actions(viewer, widget, rng: np.random.Generator, tmp: Path, theirs: dict) 
         "estimate bounds": widget.classes.estimate_bounds,
         "cardiac sizes": widget.classes.cardiac_sizes,
         "box from rectangle": widget.classes.box_from_rectangle,
+        "draw a rectangle": rectangle,
         "new scribble layer": lambda: (widget.classes.new_scribble_layer(), theirs.update(_theirs(viewer) | theirs)),
         "select a class": lambda: widget.table.selectRow(int(rng.integers(max(1, widget.table.rowCount())))),
         "tick absent": lambda: (

@@ -149,19 +149,26 @@ def fill_convex_hull(labels: np.ndarray, target: int, absorb: tuple[int, ...] | 
     return out
 
 
+def _named(class_names: Sequence[str], needed: tuple[str, ...], rule: str) -> tuple[int, ...]:
+    """The indices of the ``needed`` heart structures among ``class_names``, found by name
+    (:func:`~napari_wss.metrics.cardiac_classes`); names without all of them are refused in one
+    line saying that ``rule`` (ending in its verb) needs them."""
+    from napari_wss.metrics import cardiac_classes
+
+    found = cardiac_classes(class_names)
+    if not set(needed) <= set(found):
+        listed = " and ".join(filter(None, (", ".join(needed[:-1]), needed[-1])))
+        which = f"a class named {listed}" if len(needed) == 1 else f"classes named {listed}"
+        raise InputError(f"{rule} {which}; the model has {', '.join(class_names)}")
+    return tuple(found[n] for n in needed)
+
+
 def lv_hull_classes(class_names: Sequence[str]) -> tuple[int, int]:
     """(LV cavity, myocardium) among ``class_names`` for :func:`fill_lv_hull`, found by name
     (``LV`` / ``left ventricle``, ``myocardium`` / ``myo``; :func:`~napari_wss.metrics.cardiac_classes`).
     Names without both are refused in one line."""
-    from napari_wss.metrics import cardiac_classes
-
-    idx = cardiac_classes(class_names)
-    if "LV" not in idx or "myocardium" not in idx:
-        raise InputError(
-            "the convex LV cavity and the wall limit need classes named LV and myocardium; "
-            f"the model has {', '.join(class_names)}"
-        )
-    return idx["LV"], idx["myocardium"]
+    lv, myo = _named(class_names, ("LV", "myocardium"), "the convex LV cavity and the wall limit need")
+    return lv, myo
 
 
 def fill_lv_hull(labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
@@ -196,15 +203,8 @@ def limit_wall_thickness(
 def septum_classes(class_names: Sequence[str]) -> tuple[int, int, int]:
     """(RV, myocardium, LV) among ``class_names``, found by name, for the septum's rules; names
     without all three are refused in one line."""
-    from napari_wss.metrics import cardiac_classes
-
-    found = cardiac_classes(class_names)
-    if not {"RV", "myocardium", "LV"} <= set(found):
-        raise InputError(
-            f"the wall limit from the septum needs classes named RV, myocardium and LV; the model has "
-            f"{', '.join(class_names)}"
-        )
-    return found["RV"], found["myocardium"], found["LV"]
+    rv, myo, lv = _named(class_names, ("RV", "myocardium", "LV"), "the wall limit from the septum needs")
+    return rv, myo, lv
 
 
 def septal_thickness(
@@ -249,14 +249,7 @@ def limit_wall_to_septum(
 
 def _myocardium_class(class_names: Sequence[str]) -> int:
     """The myocardium's index among ``class_names`` (found by name), refused in one line without it."""
-    from napari_wss.metrics import cardiac_classes
-
-    myo = cardiac_classes(class_names).get("myocardium")
-    if myo is None:
-        raise InputError(
-            f"the myocardium's brightness needs a class named myocardium; the model has {', '.join(class_names)}"
-        )
-    return myo
+    return _named(class_names, ("myocardium",), "the myocardium's brightness needs")[0]
 
 
 def myocardium_ceiling(

@@ -52,6 +52,11 @@ class WssWidget(QWidget):
         self.training_image: Image | None = None  # the image layer the running / last press trains on
         self.absent_note = ""  # the last press's classes taken as absent on painted slices (status line)
         self.prediction_image: Image | None = None  # the image layer the prediction layer belongs to
+        self._watched_scribbles: Labels | None = None  # whose paint events refresh the half-ticked Absent cells
+        self._absent_timer = QTimer(self)
+        self._absent_timer.setSingleShot(True)
+        self._absent_timer.setInterval(0)
+        self._absent_timer.timeout.connect(self.refresh_inferred_absent)
         self.last_progress: Any = None
         self.frames_shown = 0
         self.bounds_version = 0
@@ -74,6 +79,7 @@ class WssWidget(QWidget):
         self._on_image_changed(self.image_picker.layer())
         self._on_scribbles_changed(self.scribble_picker.layer())
         self.viewer.dims.events.current_step.connect(self._on_dims)
+        self.table.changed.connect(self.refresh_inferred_absent)
         self._sync_buttons()
         try:
             warm = (self.settings.config(), self.table.rowCount())
@@ -125,6 +131,7 @@ class WssWidget(QWidget):
     def _on_image_changed(self, layer: Image | None) -> None:
         self.table.set_unit("mm²" if self.spacing_yx() is not None else "px")
         self.table.set_current_slice(self.current_slice())
+        self.refresh_inferred_absent()
         cine = None if layer is None else _layers.cine_frame(layer.metadata)
         for part in (self.frame_label, self.frame_box, self.open_frame_button, self.predict_cine_button):
             part.setVisible(cine is not None)
@@ -171,6 +178,7 @@ class WssWidget(QWidget):
         return None
 
     def _on_scribbles_changed(self, layer: Labels | None) -> None:
+        self._watch_scribbles(layer)
         if layer is None or self.runner.running:
             return
         wss = layer.metadata.get("wss") if isinstance(layer.metadata, dict) else None
@@ -184,6 +192,46 @@ class WssWidget(QWidget):
         z = self.current_slice()
         self.table.set_current_slice(z)
         self.runner.set_current_slice(z)
+        self.refresh_inferred_absent()
+
+    def _watch_scribbles(self, layer: Labels | None) -> None:
+        old = self._watched_scribbles
+        if old is layer:
+            return
+        if old is not None:
+            old.events.paint.disconnect(self._on_scribbles_painted)
+            old.events.data.disconnect(self._on_scribbles_painted)
+        if layer is not None:
+            layer.events.paint.connect(self._on_scribbles_painted)
+            layer.events.data.connect(self._on_scribbles_painted)
+        self._watched_scribbles = layer
+        self.refresh_inferred_absent()
+
+    def _on_scribbles_painted(self, _event: Any = None) -> None:
+        # napari may announce a single paint call before writing it: look once the event is handled
+        self._absent_timer.start()
+
+    def refresh_inferred_absent(self, _event: Any = None) -> None:
+        """Half-tick, in the Absent column, the classes the picked scribbles make absent on the slice
+        shown: it has strokes, none of theirs (the rule training and Predict volume apply)."""
+        image, layer = self.image_layer(), self.scribble_layer()
+        rows: list[int] = []
+        if (
+            image is not None
+            and layer is not None
+            and not layer.multiscale
+            and layer.data.shape[-2:] == image.data.shape[-2:]
+        ):
+            plane = None
+            if layer.data.ndim == 2 and image.ndim == 2:
+                plane = layer.data
+            elif layer.data.ndim == 3 and image.ndim == 3 and layer.data.shape[0] == image.data.shape[0]:
+                plane = layer.data[self.current_slice()]
+            if plane is not None:
+                plane = np.asarray(plane)
+                if (plane > 0).any():
+                    rows = [c for c in range(1, self.table.rowCount()) if not (plane == c + 1).any()]
+        self.table.set_inferred_absent(rows)
 
     def train(self) -> None:
         """Validate, prepare the slices and start the worker (a no-op with a notification on bad input)."""

@@ -3,14 +3,15 @@
 Sizes are typed in mm² when the image has a pixel spacing, else in pixels; centroid boxes are four
 numbers in image pixels: ``row from, row to, column from, column to``. An empty cell means no
 bound. "Absent" marks the class absent on the slice the viewer shows (it is remembered per
-slice). Reading the table (:meth:`ClassTable.priors`) validates it and raises
+slice); it is half-ticked where the slice's strokes already make the class absent (strokes of
+other classes, none of this one). Reading the table (:meth:`ClassTable.priors`) validates it and raises
 :class:`~napari_wss.errors.InputError` naming the class and the cell.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QColor
@@ -21,6 +22,10 @@ from napari_wss.config import DEFAULT_CLASS_NAMES, ClassPrior
 from napari_wss.errors import InputError
 
 NAME, COLOR, SIZE_LO, SIZE_HI, CENTROID, ABSENT = range(6)
+INFERRED_TIP = (
+    "Half-ticked: this slice has strokes but none of this class, so training and Predict volume take it as "
+    "absent here; paint a stroke of it on this slice if it is there"
+)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -40,6 +45,7 @@ class ClassTable(QTableWidget):
         self._unit = "px"
         self._colors: list[str] = []
         self._absent: set[tuple[int, int]] = set()
+        self._inferred: set[int] = set()  # rows the strokes on the shown slice make absent there
         self._slice = 0
         self._loading = False
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -66,7 +72,8 @@ class ClassTable(QTableWidget):
             SIZE_HI: f"Largest area of the class on a slice, in {unit}; empty = no upper bound",
             CENTROID: "Where the class's centre may lie, in image pixels: row from, row to, column from, column to "
             "(e.g. 40, 80, 30, 70); or select the row and use 'Box from rectangle'",
-            ABSENT: "Absent here: the class is not on the slice shown in the viewer",
+            ABSENT: "Absent here: the class is not on the slice shown in the viewer (half-ticked: the slice has "
+            "strokes but none of this class, so training takes it as absent there)",
         }
         for col, tip in tips.items():
             item = self.horizontalHeaderItem(col)
@@ -91,6 +98,7 @@ class ClassTable(QTableWidget):
             self.setRowCount(0)
             self._colors = []
             self._absent.clear()
+            self._inferred.clear()
             for i, name in enumerate(names):
                 self._append(name, colors[i] if colors and i < len(colors) else _layers.class_color(i))
         finally:
@@ -137,6 +145,7 @@ class ClassTable(QTableWidget):
             raise InputError("at least two classes are needed (background and one structure)")
         self.removeRow(row)
         del self._colors[row]
+        self._inferred = {c if c < row else c - 1 for c in self._inferred if c != row}
         self._absent = {(z, c if c < row else c - 1) for z, c in self._absent if c != row}
         for r in range(self.rowCount()):
             self._paint_button(r)
@@ -266,11 +275,32 @@ class ClassTable(QTableWidget):
 
     def set_current_slice(self, z: int) -> None:
         self._slice = int(z)
+        self._show_absent()
+
+    def set_inferred_absent(self, rows: Iterable[int]) -> None:
+        """Half-tick the rows the strokes on the shown slice make absent there (a slice with strokes
+        but none of the class: training and Predict volume take it as absent); no ``changed``."""
+        self._inferred = {int(r) for r in rows if 0 <= int(r) < self.rowCount()}
+        self._show_absent()
+
+    def inferred_absent(self) -> list[int]:
+        return sorted(self._inferred)
+
+    def _show_absent(self) -> None:
         self._loading = True
         try:
             for row in range(self.rowCount()):
-                state = Qt.CheckState.Checked if (self._slice, row) in self._absent else Qt.CheckState.Unchecked
-                self.item(row, ABSENT).setCheckState(state)
+                item = self.item(row, ABSENT)
+                if item is None:
+                    continue
+                if (self._slice, row) in self._absent:
+                    state, tip = Qt.CheckState.Checked, "Ticked: absent on this slice"
+                elif row in self._inferred:
+                    state, tip = Qt.CheckState.PartiallyChecked, INFERRED_TIP
+                else:
+                    state, tip = Qt.CheckState.Unchecked, "Tick if the class is not on this slice"
+                item.setCheckState(state)
+                item.setToolTip(tip)
         finally:
             self._loading = False
 
@@ -287,6 +317,7 @@ class ClassTable(QTableWidget):
                 self._absent.add(key)
             else:
                 self._absent.discard(key)
+            self._show_absent()  # unticked where the strokes still make it absent: half-ticked again
         self.changed.emit()
 
     def _on_selection(self) -> None:

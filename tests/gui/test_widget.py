@@ -110,6 +110,38 @@ def test_estimate_bounds_from_ground_truth(make_widget) -> None:  # type: ignore
     assert (rv_absent[0], 1) not in widget.table.absent_pairs()
 
 
+def test_absent_column_half_ticks_what_the_strokes_make_absent(make_widget, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A slice with strokes but none of a class has that class absent in training: the Absent cell
+    shows it half-ticked on that slice, follows painting, and a tick the user takes back returns to
+    half-ticked; slices without strokes show nothing. The scribbles change only by the test's brush."""
+    viewer, widget = make_widget("phantom")
+    scribbles = viewer.layers["scribbles"]
+    marks = np.asarray(scribbles.data)
+    no_rv = [z for z in range(marks.shape[0]) if (marks[z] > 0).any() and not (marks[z] == 2).any()]
+    bare = [z for z in range(marks.shape[0]) if not (marks[z] > 0).any()]
+    assert no_rv, "the phantom's apical slices have strokes but no RV"
+    states = lambda: [widget.table.item(r, ABSENT).checkState() for r in range(4)]  # noqa: E731
+    viewer.dims.set_point(0, no_rv[0] * widget.image_layer().scale[0])
+    assert widget.current_slice() == no_rv[0] and widget.table.inferred_absent() == [1]
+    assert states() == [Qt.CheckState.Unchecked, Qt.CheckState.PartiallyChecked, *[Qt.CheckState.Unchecked] * 2]
+    assert "none of this class" in widget.table.item(1, ABSENT).toolTip()
+    widget.table.item(1, ABSENT).setCheckState(Qt.CheckState.Checked)  # the user's tick ...
+    assert (no_rv[0], 1) in widget.table.absent_pairs() and states()[1] == Qt.CheckState.Checked
+    widget.table.item(1, ABSENT).setCheckState(Qt.CheckState.Unchecked)  # ... taken back
+    assert (no_rv[0], 1) not in widget.table.absent_pairs() and states()[1] == Qt.CheckState.PartiallyChecked
+    before = marks.copy()
+    scribbles.paint((no_rv[0], 30, 30), 2)  # an RV stroke there: no longer absent
+    qtbot.waitUntil(lambda: widget.table.inferred_absent() == [], timeout=5000)
+    assert states()[1] == Qt.CheckState.Unchecked
+    changed = np.asarray(scribbles.data) != before
+    assert changed.any() and np.all(np.asarray(scribbles.data)[changed] == 2)
+    if bare:
+        viewer.dims.set_point(0, bare[0] * widget.image_layer().scale[0])
+        assert widget.table.inferred_absent() == []
+    widget.scribble_picker.set_layer(None)
+    assert widget.table.inferred_absent() == []
+
+
 def test_cardiac_sizes_fill_the_heart_rows_in_mm2(make_widget, notes) -> None:  # type: ignore[no-untyped-def]
     from napari_wss.metrics import CARDIAC_AREA_MM2
 

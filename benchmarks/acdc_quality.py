@@ -158,6 +158,7 @@ def _record(name: str, fold: int, summary: dict, cfg: TrainConfig, train_s: floa
         "absence_weight": cfg.absence_weight,
         "ruled_out_weight": cfg.ruled_out_weight,
         "balanced_ce": cfg.balanced_ce,
+        "mixed_pseudo_weight": cfg.mixed_pseudo_weight,
         "rotate": cfg.rotate,
         "zoom": cfg.zoom,
         "batch": cfg.batch_size,
@@ -199,6 +200,8 @@ def run_one(
         name = f"{name} ({bins} positions)"
     if cfg.balanced_ce and cfg.mode != Mode.FULL:
         name = f"{name}, classes balanced"
+    if cfg.aux_decoder:
+        name = f"{name} + mixed pseudo-labels {cfg.mixed_pseudo_weight:g}"
     device = torch.device("cuda" if cfg.device.startswith("cuda") else "cpu")
     start = time.perf_counter()
     state = _train(data, cfg)
@@ -348,6 +351,12 @@ def main() -> None:
         action="store_true",
         help="every class painted in a batch counts equally in the partial cross-entropy (rows with scribbles)",
     )
+    ap.add_argument(
+        "--mixed-pseudo",
+        type=float,
+        default=0.0,
+        help="weight of the dual-decoder mixed pseudo-label term (Luo et al. 2022 use 0.5; 0 = off)",
+    )
     add_augmentation_args(ap)
     ap.add_argument(
         "--second-press", type=int, default=0, help="train each row's model this many more steps (see --pseudo)"
@@ -408,6 +417,7 @@ def main() -> None:
         absence_weight=args.absence_weight,
         ruled_out_weight=args.dark_myocardium,
         balanced_ce=args.balanced_ce,
+        mixed_pseudo_weight=args.mixed_pseudo,
         rotate=args.rotate,
         zoom=args.zoom,
         seed=args.seed,

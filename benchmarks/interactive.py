@@ -606,6 +606,12 @@ def main() -> None:
         "weighted by one over its class's stroke pixels in the batch), instead of every painted pixel",
     )
     ap.add_argument(
+        "--mixed-pseudo",
+        type=float,
+        default=0.0,
+        help="weight of the dual-decoder mixed pseudo-label term (Luo et al. 2022 use 0.5; 0 = off)",
+    )
+    ap.add_argument(
         "--save-predictions",
         metavar="DIR",
         default=None,
@@ -633,6 +639,7 @@ def main() -> None:
         crf_weight=args.crf_weight,
         ruled_out_weight=args.dark_myocardium,
         balanced_ce=args.balanced_ce,
+        mixed_pseudo_weight=args.mixed_pseudo,
         absence_weight=args.absence_weight,
         entropy_weight=args.entropy_weight,
         depth=args.depth,
@@ -828,6 +835,7 @@ def main() -> None:
                 "absence_weight": cfg.absence_weight,
                 "centroid_floor": args.centroid_floor,
                 "balanced_ce": cfg.balanced_ce,
+                "mixed_pseudo_weight": cfg.mixed_pseudo_weight,
                 **({"oracle_sizes": args.oracle_sizes} if args.oracle_sizes is not None else {}),
                 **sizing,
             }

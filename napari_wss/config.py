@@ -238,8 +238,14 @@ class TrainConfig:
             equally, whatever the length of its strokes (each stroke pixel weighted by one over its
             class's stroke pixels in the batch; :func:`~napari_wss.losses.stroke_balance`). Off by
             default (the papers' plain mean over the painted pixels).
+        mixed_pseudo_weight: weight of the dynamically mixed pseudo-label term (Luo et al., MICCAI
+            2022; 0 = off): the network gets a second decoder fed through dropout, both decoders
+            learn the scribbles, and each step the arg-max of ``a·p_main + (1 − a)·p_aux`` (``a``
+            drawn from [0, 1]) is a dense target for both, by soft Dice (the paper uses 0.5). The
+            priors act on the main decoder, which alone predicts. Any mode but ``full``; a model
+            built without the second decoder cannot continue with it.
         penalty_warmup: the prior and regulariser terms (absence, size, centroid, CRF, entropy,
-            ruled-out) grow linearly
+            ruled-out, mixed pseudo-labels) grow linearly
             from 0 to their weights over the model's first this-many steps (a continued model keeps
             full weights; 0 = full weight from the start).
     """
@@ -276,6 +282,7 @@ class TrainConfig:
     absence_weight: float = 0.0
     ruled_out_weight: float = 0.0
     balanced_ce: bool = False
+    mixed_pseudo_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -319,6 +326,7 @@ class TrainConfig:
             "entropy_weight",
             "absence_weight",
             "ruled_out_weight",
+            "mixed_pseudo_weight",
         ):
             _check_range(name, getattr(self, name), 0.0, 1e6)
         _check_range("t0", self.t0, 0.0, 1e6, lo_open=True)
@@ -353,6 +361,11 @@ class TrainConfig:
     @property
     def uses_priors(self) -> bool:
         return self.mode in (Mode.CONSTRAINED, Mode.PRIORS) and self.penalty != Penalty.NONE
+
+    @property
+    def aux_decoder(self) -> bool:
+        """Whether the network needs the second decoder (the mixed pseudo-label term is on)."""
+        return self.mixed_pseudo_weight > 0 and self.mode != Mode.FULL
 
     def with_(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""

@@ -33,6 +33,7 @@ from napari_wss.losses.functional import (
     absence_loss,
     entropy,
     gated_crf_energy,
+    mixed_pseudo_label_loss,
     partial_cross_entropy,
     ruled_out_loss,
     soft_centroid,
@@ -128,7 +129,9 @@ class TrainState:
         normalization: Normalization | None = None,
     ) -> TrainState:
         torch.manual_seed(config.seed)
-        model = build_model(len(class_names), width=config.width, depth=config.depth, arch=arch)
+        model = build_model(
+            len(class_names), width=config.width, depth=config.depth, arch=arch, aux_decoder=config.aux_decoder
+        )
         return cls(
             model,
             config,
@@ -230,7 +233,15 @@ def load_checkpoint(path: str | os.PathLike[str], *, num_classes: int | None = N
             f"but {num_classes} are defined here"
         )
     config = TrainConfig.from_dict(payload["config"])
-    model = build_model(len(names), width=config.width, depth=config.depth, arch=payload.get("arch", "unet"))
+    if not isinstance(payload.get("model"), dict):
+        raise InputError(f"{path.name} holds no network weights (damaged file?)")
+    model = build_model(
+        len(names),
+        width=config.width,
+        depth=config.depth,
+        arch=payload.get("arch", "unet"),
+        aux_decoder=any(k.startswith("aux.") for k in payload["model"]),
+    )
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError:
@@ -272,7 +283,7 @@ class TrainEvent:
         epoch: epochs done so far (t grows at each epoch end).
         t: the log-barrier parameter used in this step.
         loss: the total loss.
-        parts: the weighted loss terms (``ce``, ``absence``, ``size``, ``centroid``, ``crf``, ``entropy``,
+        parts: the weighted loss terms (``ce``, ``absence``, ``size``, ``centroid``, ``crf``, ``entropy``, ``mixed``,
             ``ruled_out``).
         sizes: ``(K,)`` soft sizes.
         size_bounds: ``(K, 2)`` mean bounds of the batch's slices (NaN = unbounded).
@@ -320,9 +331,20 @@ class Objective:
         self.centroid = CentroidConstraint(kind, c.centroid_weight)
 
     def __call__(
-        self, logits: Tensor, batch: Batch, t: Tensor | float, ramp: float = 1.0
+        self,
+        logits: Tensor,
+        batch: Batch,
+        t: Tensor | float,
+        ramp: float = 1.0,
+        aux_logits: Tensor | None = None,
+        mix: float | None = None,
     ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        """Returns ``(total, parts, probs)``; ``ramp`` in [0, 1] scales every term but the cross-entropy."""
+        """Returns ``(total, parts, probs)``; ``ramp`` in [0, 1] scales every term but the cross-entropy.
+
+        ``aux_logits``: the second decoder's output when ``mixed_pseudo_weight`` is on; it learns
+        the strokes too, and ``mix`` (default: drawn from [0, 1]) weighs the main decoder in the
+        mixed pseudo-label.
+        """
         c = self.config
         logits = logits.float()
         probs = F.softmax(c.temperature * logits, dim=1)
@@ -341,6 +363,12 @@ class Objective:
             parts["ce"] = c.ce_weight * partial_cross_entropy(
                 logits, batch.scribbles, temperature=c.temperature, class_weights=weights
             )
+            if aux_logits is not None:
+                aux_logits = aux_logits.float()
+                aux_ce = partial_cross_entropy(
+                    aux_logits, batch.scribbles, temperature=c.temperature, class_weights=weights
+                )
+                parts["ce"] = 0.5 * (parts["ce"] + c.ce_weight * aux_ce)
         if c.uses_priors:
             size_bounds = batch.size_bounds
             if c.absence_weight > 0:
@@ -359,6 +387,10 @@ class Objective:
                 parts["entropy"] = c.entropy_weight * entropy(probs).mean()
             if c.ruled_out_weight > 0 and batch.ruled_out is not None:
                 parts["ruled_out"] = c.ruled_out_weight * ruled_out_loss(probs, batch.ruled_out)
+            if c.mixed_pseudo_weight > 0 and aux_logits is not None:
+                parts["mixed"] = c.mixed_pseudo_weight * mixed_pseudo_label_loss(
+                    probs, F.softmax(c.temperature * aux_logits, dim=1), mix
+                )
         if ramp < 1.0:
             parts = {name: (v if name == "ce" else ramp * v) for name, v in parts.items()}
         total = torch.stack(list(parts.values())).sum() if parts else logits.sum() * 0.0
@@ -451,6 +483,11 @@ def train(
                 "load a model trained for these classes or start a new one"
             )
         state.config = config
+    if config.aux_decoder and getattr(state.model, "aux", None) is None:
+        raise InputError(
+            "the mixed pseudo-label term needs a network with a second decoder; this model was built "
+            "without one: start a new model or set the term's weight to 0"
+        )
     device = resolve_device(config.device)
     torch.manual_seed(config.seed + state.step)
     on_cuda = device.type == "cuda"
@@ -498,9 +535,10 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits = step_model(x)
+                    out = step_model(x, aux=True) if config.aux_decoder else step_model(x)
+                logits, aux_logits = out if config.aux_decoder else (out, None)
                 ramp = min(1.0, (state.step + 1) / config.penalty_warmup) if config.penalty_warmup else 1.0
-                loss, parts, probs = objective(logits, batch, t_tensor, ramp)
+                loss, parts, probs = objective(logits, batch, t_tensor, ramp, aux_logits)
                 loss.backward()
             except torch.cuda.OutOfMemoryError:
                 optimizer.zero_grad(set_to_none=True)

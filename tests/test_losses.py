@@ -17,6 +17,7 @@ from napari_wss.losses import (
     gated_crf_energy,
     log_barrier_extension,
     log_barrier_penalty,
+    mixed_pseudo_label_loss,
     partial_cross_entropy,
     quadratic_penalty,
     ruled_out_loss,
@@ -315,3 +316,24 @@ def test_absence_pull_stays_near_one_where_a_zero_size_bound_grows_with_the_mass
     bounds = _bounds(2, 1, 0.0, 0.0)
     SizeConstraint(Penalty.QUADRATIC, weight=1.0)(torch.cat([1 - p1, p1], dim=1), bounds).backward()
     assert p1.grad.sum().item() == pytest.approx(2 * q * h * w)
+
+
+@pytest.mark.parametrize(
+    ("mix", "expected"), [(1.0, 0.335951), (0.7, 0.335951), (0.5, 0.316938), (0.2, 0.334453), (0.0, 0.334453)]
+)
+def test_mixed_pseudo_label_loss_hand_values(mix: float, expected: float) -> None:
+    """Two pixels, two classes: the main decoder says (0.8, 0.3) for class 1, the second (0.4, 0.9).
+    Mixed with a > 2/3 the label is (1, 0), with a < 1/4 (0, 1), between (1, 1); soft Dice with eps 1
+    by hand."""
+    p1 = torch.tensor([0.8, 0.3], dtype=torch.float64, requires_grad=True)
+    q1 = torch.tensor([0.4, 0.9], dtype=torch.float64, requires_grad=True)
+    p = torch.stack([1 - p1, p1]).reshape(1, 2, 1, 2)
+    q = torch.stack([1 - q1, q1]).reshape(1, 2, 1, 2)
+    loss = mixed_pseudo_label_loss(p, q, mix)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    loss.backward()
+    assert p1.grad is not None and q1.grad is not None and p1.grad.abs().sum() > 0 and q1.grad.abs().sum() > 0
+    agree = torch.stack([1 - p1, p1]).detach().round().reshape(1, 2, 1, 2)  # both confident and agreeing: no loss
+    assert mixed_pseudo_label_loss(agree, agree).item() == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="differ in shape"):
+        mixed_pseudo_label_loss(p, q[..., :1])

@@ -497,3 +497,48 @@ def test_after_warm_up_waits_for_a_running_warm_up(monkeypatch: pytest.MonkeyPat
     assert waited.wait(60)  # ... until the warm-up has finished
     warm.join(60)
     waiter.join(60)
+
+
+def test_the_second_decoder_leaves_the_main_network_and_its_checkpoint_keys_as_they_were() -> None:
+    """A network built with the mixed pseudo-label term's second decoder predicts with the same
+    weights, under the same checkpoint keys, as one without it (models saved before still load)."""
+    torch.manual_seed(0)
+    plain = ResidualUNet(1, 4, width=4, depth=2)
+    torch.manual_seed(0)
+    dual = ResidualUNet(1, 4, width=4, depth=2, aux_decoder=True)
+    a, b = plain.state_dict(), dual.state_dict()
+    assert [k for k in b if not k.startswith("aux.")] == list(a)
+    assert all(torch.equal(a[k], b[k]) for k in a) and any(k.startswith("aux.") for k in b)
+    x = torch.randn(2, 1, 20, 20)
+    plain.eval()
+    dual.eval()
+    main, second = dual(x, aux=True)
+    assert torch.equal(main, plain(x)) and torch.equal(dual(x), main) and second.shape == main.shape
+    dual.train()
+    first, again = dual(x, aux=True)[1], dual(x, aux=True)[1]
+    assert not torch.allclose(first, again)  # the second decoder reads the features through dropout
+    with pytest.raises(InputError, match="no second decoder"):
+        plain(x, aux=True)
+
+
+def test_mixed_pseudo_labels_train_both_decoders_and_survive_a_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (ds, _), ph = _phantom_data()
+    names = ("bg", "RV", "Myo", "LV")
+    cfg = TrainConfig(mode="partial", penalty="none", steps=3, mixed_pseudo_weight=0.5, **SMALL)
+    state = TrainState.create(cfg, names)
+    before = {k: v.clone() for k, v in state.model.state_dict().items() if k.startswith("aux.")}
+    events = list(train(ds, cfg, state=state))
+    assert all("mixed" in e.parts and e.parts["mixed"] > 0 and np.isfinite(e.loss) for e in events)
+    after = state.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the second decoder learnt too
+    save_checkpoint(state, tmp_path / "dual.pt")
+    loaded = load_checkpoint(tmp_path / "dual.pt")
+    assert loaded.model.aux is not None
+    assert np.array_equal(predict_volume(state, ph.image), predict_volume(loaded, ph.image))
+    assert _run(train(ds, cfg, state=loaded)).step == 6
+    plain = _run(train(ds, cfg.with_(mixed_pseudo_weight=0.0), class_names=names))
+    with pytest.raises(InputError, match="second decoder"):
+        next(train(ds, cfg, state=plain))
+    assert TrainState.create(cfg.with_(mode="full"), names).model.aux is None  # full supervision needs none
+    with pytest.raises(InputError, match="mixed_pseudo_weight"):
+        TrainConfig(mixed_pseudo_weight=-0.5)

@@ -193,6 +193,26 @@ def soft_dice_loss(probs: Tensor, onehot: Tensor, eps: float = 1.0) -> Tensor:
     return 1.0 - ((2.0 * inter + eps) / (denom + eps)).mean()
 
 
+def mixed_pseudo_label_loss(probs: Tensor, aux_probs: Tensor, mix: float | None = None) -> Tensor:
+    r"""Dynamically mixed pseudo-label supervision of two decoders (Luo et al., MICCAI 2022).
+
+    The pseudo-label is :math:`\hat y = \arg\max_k\,(a\,p_k + (1 - a)\,q_k)` with ``a = mix``
+    (default: drawn uniformly from [0, 1] at each call), taken without gradient; both outputs are
+    pulled towards it by soft Dice: :math:`\tfrac12(\mathrm{Dice}(p, \hat y) + \mathrm{Dice}(q, \hat y))`.
+
+    Args:
+        probs, aux_probs: ``(B, K, H, W)`` probabilities of the two decoders.
+        mix: the main decoder's share ``a`` in the mixture.
+    """
+    if probs.shape != aux_probs.shape:
+        raise ValueError(f"the two decoders' outputs differ in shape: {tuple(probs.shape)} vs {tuple(aux_probs.shape)}")
+    a = float(torch.rand(()).item()) if mix is None else float(mix)
+    with torch.no_grad():
+        target = (a * probs + (1.0 - a) * aux_probs).argmax(1)
+        onehot = F.one_hot(target, probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    return 0.5 * (soft_dice_loss(probs, onehot) + soft_dice_loss(aux_probs, onehot))
+
+
 def entropy(probs: Tensor, eps: float = 1e-8) -> Tensor:
     r"""Shannon entropy per pixel, ``(B, H, W)``: :math:`-\sum_k p_k \log p_k`."""
     return -(probs * (probs + eps).log()).sum(dim=1)

@@ -5,6 +5,11 @@ then conv–BN–act. The encoder uses LeakyReLU(0.2) and max-pooling; the decod
 transposed convolution (+ BN + ReLU), merges the skip connection by averaging and applies a ReLU
 stage. Width 32 and depth 4 give the seed's 19.65 M parameters for four classes; width 8–16 suits
 CPU use.
+
+With ``aux_decoder`` the network has a second decoder of the same shape that reads the encoder's
+features through dropout (p = 0.5, training only): the dual-branch network of Luo et al. (MICCAI
+2022), whose two outputs mixed at random make each other's pseudo-labels
+(``TrainConfig.mixed_pseudo_weight``). Only the first decoder predicts; the second is a training aid.
 """
 
 from __future__ import annotations
@@ -37,6 +42,35 @@ class _ResidualStage(nn.Module):
         return self.tail(h + self.body(h))
 
 
+class _Decoder(nn.Module):
+    """Up-sampling path: transposed convolution + BN + ReLU, skip averaged in, a ReLU stage; 3×3 head."""
+
+    def __init__(self, widths: list[int], c: int, num_classes: int) -> None:
+        super().__init__()
+        self.upsample = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for w in reversed(widths):
+            self.upsample.append(
+                nn.Sequential(
+                    nn.ConvTranspose2d(c, w, 3, stride=2, padding=1, output_padding=1, bias=False),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                )
+            )
+            self.up.append(_ResidualStage(w, w, nn.ReLU))
+            c = w
+        self.head = nn.Conv2d(widths[0], num_classes, 3, padding=1)
+
+    def forward(self, x: Tensor, skips: list[Tensor]) -> Tensor:
+        return _decode(self, x, skips)
+
+
+def _decode(decoder: nn.Module, x: Tensor, skips: list[Tensor]) -> Tensor:
+    for upsample, stage, skip in zip(decoder.upsample, decoder.up, reversed(skips)):
+        x = stage((upsample(x) + skip) * 0.5)
+    return decoder.head(x)
+
+
 class ResidualUNet(nn.Module):
     """Residual U-Net for 2D slices.
 
@@ -47,12 +81,16 @@ class ResidualUNet(nn.Module):
         depth: number of poolings. Inputs whose sides are not multiples of ``2^depth`` are
             reflect-padded internally and the output is cropped back, so any size at least
             ``2^depth`` works.
+        aux_decoder: add the second, dropout-fed decoder (see the module's notes).
 
     Shapes:
-        ``(B, in_channels, H, W) -> (B, num_classes, H, W)`` logits.
+        ``(B, in_channels, H, W) -> (B, num_classes, H, W)`` logits; with ``aux=True`` (a model
+        built with ``aux_decoder``) the pair ``(main, auxiliary)``.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 32, depth: int = 4) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, width: int = 32, depth: int = 4, aux_decoder: bool = False
+    ) -> None:
         super().__init__()
         if in_channels < 1 or num_classes < 2 or width < 1 or depth < 1:
             raise ValueError(
@@ -67,27 +105,18 @@ class ResidualUNet(nn.Module):
             self.down.append(_ResidualStage(c, w, nn.LeakyReLU))
             c = w
         self.bridge = _ResidualStage(c, 2 * c, nn.LeakyReLU)
-        c = 2 * c
-        self.upsample = nn.ModuleList()
-        self.up = nn.ModuleList()
-        for w in reversed(widths):
-            self.upsample.append(
-                nn.Sequential(
-                    nn.ConvTranspose2d(c, w, 3, stride=2, padding=1, output_padding=1, bias=False),
-                    nn.BatchNorm2d(w),
-                    nn.ReLU(inplace=True),
-                )
-            )
-            self.up.append(_ResidualStage(w, w, nn.ReLU))
-            c = w
-        self.head = nn.Conv2d(width, num_classes, 3, padding=1)
+        main = _Decoder(widths, 2 * c, num_classes)  # its parts sit on the network itself (checkpoint keys)
+        self.upsample, self.up, self.head = main.upsample, main.up, main.head
+        self.aux = _Decoder(widths, 2 * c, num_classes) if aux_decoder else None
 
     @property
     def multiple(self) -> int:
         """Input sides are padded internally to a multiple of this."""
         return 2**self.depth
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, aux: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        if aux and self.aux is None:
+            raise InputError("this network has no second decoder (build it with aux_decoder=True)")
         h, w = x.shape[-2:]
         m = self.multiple
         if h < m or w < m:
@@ -104,16 +133,23 @@ class ResidualUNet(nn.Module):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bridge(x)
-        for upsample, stage, skip in zip(self.upsample, self.up, reversed(skips)):
-            x = stage((upsample(x) + skip) * 0.5)
-        out = self.head(x)
-        return out[..., :h, :w] if (pad_h or pad_w) else out
+        out = _decode(self, x, skips)
+        out = out[..., :h, :w] if (pad_h or pad_w) else out
+        if not aux:
+            return out
+        drop = [F.dropout(s, 0.5, self.training) for s in skips]
+        second = self.aux(F.dropout(x, 0.5, self.training), drop)  # type: ignore[misc]
+        return out, (second[..., :h, :w] if (pad_h or pad_w) else second)
 
 
-def build_model(num_classes: int, *, width: int, depth: int, in_channels: int = 1, arch: str = "unet") -> nn.Module:
+def build_model(
+    num_classes: int, *, width: int, depth: int, in_channels: int = 1, arch: str = "unet", aux_decoder: bool = False
+) -> nn.Module:
     """The network for a run: ``unet`` (:class:`ResidualUNet`) or ``shallow`` (toy experiments)."""
     if arch == "unet":
-        return ResidualUNet(in_channels, num_classes, width=width, depth=depth)
+        return ResidualUNet(in_channels, num_classes, width=width, depth=depth, aux_decoder=aux_decoder)
+    if aux_decoder:
+        raise InputError("a second decoder needs arch 'unet'")
     if arch == "shallow":
         from napari_wss.models.shallow import ShallowCNN
 

@@ -480,6 +480,7 @@ def _train(args: argparse.Namespace, ctx: Any) -> int:
         temperature=args.temperature,
         penalty_warmup=args.penalty_warmup,
         absence_weight=TrainConfig.absence_weight if args.absence_weight is None else args.absence_weight,
+        mixed_pseudo_weight=args.mixed_pseudo,
         width=args.width,
         depth=args.depth,
         size=args.net_size,
@@ -1424,6 +1425,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="the prior terms grow from 0 to their weights over the model's first N steps (default 0)",
+    )
+    b.add_argument(
+        "--mixed-pseudo",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of the dual-decoder mixed pseudo-label term (Luo et al. 2022 use 0.5; default 0 = off; "
+        "a second decoder, about twice the step time on a CPU; see the README)",
     )
     _add_training_flags(p, steps=300, width=16, net_size=128, batch=4)
     g = p.add_argument_group("network and run")

@@ -822,3 +822,32 @@ def test_console_script_one_line_error(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         f"napari-wss: error: model file {tmp_path / 'missing.pt'} does not exist"
     ]
+
+
+def test_train_with_mixed_pseudo_labels_and_continue_without(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], phantom_files: dict[str, Path]
+) -> None:
+    """--mixed-pseudo builds the second decoder into the saved model (predict uses the first), a
+    resumed run may drop the term, and a network that cannot carry it is refused in one line."""
+    from napari_wss.training import load_checkpoint
+
+    common = ["--image", phantom_files["image"], "--scribbles", phantom_files["scribbles"], "--mode", "partial"]
+    common += ["--penalty", "none", "--steps", "2", "--net-size", "32"]
+    common += ["--width", "4", "--depth", "2", "--device", "cpu"]
+    code, _, err = run(capsys, "train", *common, "--mixed-pseudo", "0.5", "--out", tmp_path / "dual.pt")
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "dual.pt").model.aux is not None
+    code, _, err = run(capsys, "train", *common, "--resume", tmp_path / "dual.pt", "--out", tmp_path / "again.pt")
+    assert code == 0, err
+    again = load_checkpoint(tmp_path / "again.pt")
+    assert again.step == 4 and again.model.aux is not None and again.config.mixed_pseudo_weight == 0
+    out = tmp_path / "pred.nii.gz"
+    code, _, err = run(
+        capsys, "predict", "--model", tmp_path / "again.pt", "--image", phantom_files["image"], "--out", out
+    )
+    assert code == 0 and io.read_nifti(out).data.shape == io.read_nifti(phantom_files["image"]).data.shape
+    code, _, err = run(
+        capsys, "train", *common, "--arch", "shallow", "--mixed-pseudo", "0.5", "--out", tmp_path / "s.pt"
+    )
+    assert_one_line_error(code, err, "second decoder needs arch 'unet'")
+    assert not (tmp_path / "s.pt").exists()

@@ -135,6 +135,13 @@ def test_absent_column_half_ticks_what_the_strokes_make_absent(make_widget, qtbo
     assert states()[1] == Qt.CheckState.Unchecked
     changed = np.asarray(scribbles.data) != before
     assert changed.any() and np.all(np.asarray(scribbles.data)[changed] == 2)
+    from napari_wss.data import absent_classes
+
+    marks = np.asarray(scribbles.data)
+    rule = absent_classes(marks.shape[0], 4, scribbles=marks)  # what training takes as absent
+    for z in range(marks.shape[0]):  # the half-ticks follow the same rule on every slice
+        viewer.dims.set_point(0, z * widget.image_layer().scale[0])
+        assert widget.table.inferred_absent() == np.flatnonzero(rule[z]).tolist(), z
     if bare:
         viewer.dims.set_point(0, bare[0] * widget.image_layer().scale[0])
         assert widget.table.inferred_absent() == []

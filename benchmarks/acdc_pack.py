@@ -229,6 +229,23 @@ def predict_test_volumes(model: torch.nn.Module, pack: Pack, volumes: np.ndarray
     return out
 
 
+def source_image(pack: Pack, v: int) -> np.ndarray:
+    """Volume ``v``'s slices (as packed, [0, 1]) resized back bilinearly to its own grid: the
+    intensities post-processing rules read, on the grid the predictions are scored on."""
+    idx = np.flatnonzero(pack.volume == v)
+    h, w = (int(x) for x in pack.shapes[v][1:])
+    img = torch.from_numpy(np.ascontiguousarray(pack.images[idx], dtype=np.float32))[:, None]
+    return F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+def source_scribbles(pack: Pack, v: int) -> np.ndarray:
+    """Volume ``v``'s packed strokes on its own grid (nearest neighbour)."""
+    idx = np.flatnonzero(pack.volume == v)
+    h, w = (int(x) for x in pack.shapes[v][1:])
+    strokes = torch.from_numpy(pack.scribbles[idx].astype(np.float32))[:, None]
+    return F.interpolate(strokes, size=(h, w), mode="nearest")[:, 0].numpy().astype(np.uint8)
+
+
 POSITIONS = ("base", "mid", "apex")
 
 

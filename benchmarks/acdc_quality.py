@@ -42,12 +42,20 @@ from acdc_pack import (
     position_dice,
     predict_test_volumes,
     score_all,
+    source_image,
+    source_scribbles,
     user_bounds,
 )
 
 from napari_wss.config import PENALTY_WEIGHTS, Mode, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, rule_out_brighter
-from napari_wss.postprocess import MYO_BRIGHTNESS_PERCENTILE, fill_lv_hull, limit_wall_to_septum
+from napari_wss.postprocess import (
+    MYO_BRIGHTNESS_PERCENTILE,
+    fill_lv_hull,
+    limit_myocardium_brightness,
+    limit_wall_to_septum,
+    predicted_myocardium_ceiling,
+)
 from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
 from napari_wss.training import train
 
@@ -105,16 +113,51 @@ def _train(data, cfg: TrainConfig, state=None):
         return stop.value
 
 
-def _score(model: torch.nn.Module, pack: Pack, test_vols: np.ndarray, pool: ProcessPoolExecutor | None) -> dict:
+def _dark_from_prediction(labels: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The myocardium no brighter than the threshold between it and the LV cavity on the
+    prediction itself (test volumes have no strokes to take the widget's ceiling from)."""
+    ceiling = predicted_myocardium_ceiling(labels, image, NAMES)
+    return labels if ceiling is None else limit_myocardium_brightness(labels, image, ceiling, NAMES)
+
+
+def _score(
+    model: torch.nn.Module,
+    pack: Pack,
+    test_vols: np.ndarray,
+    pool: ProcessPoolExecutor | None,
+    source: Pack | None = None,
+    save_to: Path | None = None,
+) -> dict:
+    """The scores of ``model`` on ``test_vols``; ``source`` = the pack at its stored size, whose
+    images the brightness rule reads (``pack`` when None); ``save_to``: write each test volume's
+    cut prediction there."""
     preds = predict_test_volumes(model, pack, test_vols)
     dice, hd = score_all(preds, pack, test_vols, pool)
     kept = largest_components(preds)
+    images = [source_image(source or pack, v) for v in test_vols]
+    if save_to is not None:  # for post-processing studies off the clock (postprocess_study.py)
+        save_to.mkdir(parents=True, exist_ok=True)
+        for k, v, im in zip(kept, test_vols, images):
+            np.savez_compressed(
+                save_to / f"{pack.patients[v]:03d}_{pack.phases[v]}.npz",
+                pred=k,
+                image=im,
+                scribbles=source_scribbles(pack, v),
+                gt=pack.gt[v],
+                spacing=pack.spacings[v],
+            )
     dice_lcc, hd_lcc = score_all(kept, pack, test_vols, pool)
     hulled = [fill_lv_hull(p, NAMES) for p in kept]  # + the LV cavity's convex hull (papillary muscles)
     dice_hull, _ = score_all(hulled, pack, test_vols, pool)
     # + the wall within 1.5 x the septum measured on each prediction (no strokes needed)
     walled = [limit_wall_to_septum(h, NAMES, tuple(pack.spacings[v][1:])) for h, v in zip(hulled, test_vols)]
     dice_wall, hd_wall = score_all(walled, pack, test_vols, pool)
+    # the same after the myocardium is kept no brighter than the prediction's own wall/blood threshold
+    darkened = [
+        limit_wall_to_septum(fill_lv_hull(_dark_from_prediction(k, im), NAMES), NAMES, tuple(pack.spacings[v][1:]))
+        for k, im, v in zip(kept, images, test_vols)
+    ]
+    dice_dark, hd_dark = score_all(darkened, pack, test_vols, pool)
     by_position = [position_dice(p, pack.gt[v]) for p, v in zip(preds, test_vols)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (a class never predicted)
@@ -137,6 +180,11 @@ def _score(model: torch.nn.Module, pack: Pack, test_vols: np.ndarray, pool: Proc
             "septum_dice_mean": round(float(np.nanmean(dice_wall)), 4),
             "septum_hd95_mean": round(float(np.nanmean(hd_wall)), 2),
             "septum_clinical": clinical_agreement(walled, pack, test_vols),
+            # and the myocardium's bright pixels handed on first (wall / blood threshold of the prediction)
+            "dark_dice": np.nanmean(dice_dark, axis=0).round(4).tolist(),
+            "dark_dice_mean": round(float(np.nanmean(dice_dark)), 4),
+            "dark_hd95_mean": round(float(np.nanmean(hd_dark)), 2),
+            "dark_clinical": clinical_agreement(darkened, pack, test_vols),
             # LV / RV EDV and EF, myocardial mass of the cut predictions against the expert's
             "lcc_clinical": clinical_agreement(kept, pack, test_vols),
             # mean 2D Dice of RV, Myo, LV per third of the heart, and false-positive slices outside it
@@ -183,9 +231,12 @@ def run_one(
     second_lr: float = 0.0,
     bins: int = 1,
     size_scale: float = 1.0,
+    source: Pack | None = None,
+    save_to: Path | None = None,
 ) -> list[dict]:
     """The row's record, then one per ``pseudo`` entry: the same model trained ``second_press``
-    more steps, on its own confident predictions as strokes (a confidence) or as it was (None)."""
+    more steps, on its own confident predictions as strokes (a confidence) or as it was (None).
+    ``source`` and ``save_to`` as :func:`_score` (``save_to``: the first press only)."""
     train_vols, test_vols = pack.fold_volumes(fold)
     slices = pack.slices_of(train_vols)
     cfg, priors = row_config(name, base, crf_weight, size_scale)
@@ -206,7 +257,8 @@ def run_one(
     start = time.perf_counter()
     state = _train(data, cfg)
     train_s = time.perf_counter() - start
-    records = [_record(name, fold, _score(state.model.to(device), pack, test_vols, pool), cfg, train_s, len(test_vols))]
+    scores = _score(state.model.to(device), pack, test_vols, pool, source, save_to)
+    records = [_record(name, fold, scores, cfg, train_s, len(test_vols))]
     records[0]["size_binding"] = _size_binding(state.model, pack, slices, sizes)
     if ruled:
         records[0]["ruled_out"] = ruled
@@ -226,7 +278,7 @@ def run_one(
         rec = _record(
             label,
             fold,
-            _score(state2.model.to(device), pack, test_vols, pool),
+            _score(state2.model.to(device), pack, test_vols, pool, source),
             press,
             time.perf_counter() - start,
             len(test_vols),
@@ -298,8 +350,8 @@ def _train_dice(strokes: np.ndarray, data) -> list[float]:
 def table(results: list[dict]) -> str:
     lines = [
         "| row | folds | RV | Myo | LV | mean Dice | mean HD95 (mm) | largest component: Dice | HD95 | LV EF MAE (%) "
-        "| + convex LV: Dice | + wall <= 1.5 x septum: Dice |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| + convex LV: Dice | + wall <= 1.5 x septum: Dice | + dark myocardium first: Dice |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["row"] for r in results):
         rs = [r for r in results if r["row"] == name]
@@ -316,6 +368,8 @@ def table(results: list[dict]) -> str:
             cells += f" {np.mean([r['hull_dice_mean'] for r in rs]):.3f} |"
         if all("septum_dice_mean" in r for r in rs):
             cells += f" {np.mean([r['septum_dice_mean'] for r in rs]):.3f} |"
+        if all("dark_dice_mean" in r for r in rs):
+            cells += f" {np.mean([r['dark_dice_mean'] for r in rs]):.3f} |"
         lines.append(cells)
     return "\n".join(lines)
 
@@ -392,6 +446,13 @@ def main() -> None:
     )
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--save-predictions",
+        type=Path,
+        metavar="DIR",
+        help="write each test volume's prediction (largest components kept) with its image, strokes, expert mask "
+        "and voxel size to DIR/<row>_fold<f>/<patient>_<phase>.npz, for postprocess_study.py",
+    )
     ap.add_argument("--extra-rows", default="", help="rows run after the main plan, on --extra-folds")
     ap.add_argument("--extra-folds", default="1")
     ap.add_argument("--deadline", type=float, default=0, help="unix time: skip runs that would end after it")
@@ -401,7 +462,8 @@ def main() -> None:
     pool = ProcessPoolExecutor(args.workers) if args.workers else None  # before CUDA starts
     if not 0.0 <= args.scribble_share <= 1.0:
         ap.error(f"--scribble-share must lie in [0, 1], got {args.scribble_share:g}")
-    pack = load_pack(args.pack).resized(args.size, args.scribble_share)
+    source = load_pack(args.pack)
+    pack = source.resized(args.size, args.scribble_share)
     base = TrainConfig(
         steps=args.steps,
         batch_size=args.batch,
@@ -446,6 +508,8 @@ def main() -> None:
             args.second_lr,
             args.position_bins,
             args.size_scale,
+            source,
+            args.save_predictions / f"{name}_fold{fold}" if args.save_predictions else None,
         )
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)

@@ -39,15 +39,22 @@ from napari_wss.postprocess import (
     limit_wall_thickness,
     limit_wall_to_septum,
     myocardium_ceiling,
+    predicted_myocardium_ceiling,
 )
 
 
 def variants(
-    saved: dict[str, np.ndarray], walls: list[float], brightness: list[float], septum: list[float]
+    saved: dict[str, np.ndarray],
+    walls: list[float],
+    brightness: list[float],
+    septum: list[float],
+    from_prediction: bool = False,
 ) -> list[np.ndarray]:
     """Islands removed (as saved), + the convex LV cavity, + each wall-thickness limit, and each
     brightness percentile applied before the convex cavity; with ``septum``, the widget's default
-    output and that output with the wall limited to each factor times its septum."""
+    output and that output with the wall limited to each factor times its septum; with
+    ``from_prediction``, the rules that need no strokes (convex cavity, wall <= 1.5 x septum) without
+    and with the myocardium first kept under the prediction's own wall / blood threshold."""
     pred, spacing = saved["pred"], saved["spacing"]
     hull = fill_lv_hull(pred, NAMES)
     out = [pred, hull, *(limit_wall_thickness(hull, NAMES, mm, tuple(spacing[1:])) for mm in walls)]
@@ -57,6 +64,10 @@ def variants(
         out.append(fill_lv_hull(dark, NAMES))
     default = out[-1]
     out += [limit_wall_to_septum(default, NAMES, tuple(spacing[1:]), k) for k in septum]
+    if from_prediction:
+        ceiling = predicted_myocardium_ceiling(pred, saved["image"], NAMES)
+        dark = pred if ceiling is None else limit_myocardium_brightness(pred, saved["image"], ceiling, NAMES)
+        out += [limit_wall_to_septum(fill_lv_hull(x, NAMES), NAMES, tuple(spacing[1:])) for x in (pred, dark)]
     return out
 
 
@@ -69,9 +80,13 @@ def variant_name(i: int, walls: list[str], brightness: list[float], septum: list
     i -= 2 + len(walls)
     if i < len(brightness):
         return f"myocardium <= its strokes' p{brightness[i]:g}, convex LV"
-    if i == len(brightness):
+    if septum and i == len(brightness):
         return f"default: myocardium <= its strokes' p{MYO_BRIGHTNESS_PERCENTILE:g}, convex LV"
-    return f"default + wall <= {septum[i - len(brightness) - 1]:g} x septum"
+    i -= len(brightness) + (1 if septum else 0)
+    if i < len(septum):
+        return f"default + wall <= {septum[i]:g} x septum"
+    stroke_free = ("no strokes: convex LV, wall <= 1.5 x septum", "no strokes: + dark myocardium from the prediction")
+    return stroke_free[i - len(septum)]
 
 
 def main() -> None:
@@ -87,13 +102,19 @@ def main() -> None:
         default="",
         help="factors of the septum's thickness to limit the default output's wall to (e.g. 1.5)",
     )
+    ap.add_argument(
+        "--from-prediction",
+        action="store_true",
+        help="add the stroke-free rules: convex LV + wall <= 1.5 x septum, without and with the myocardium first "
+        "kept under the prediction's own wall / blood threshold",
+    )
     args = ap.parse_args()
     brightness = [float(x) for x in args.myo_brightness.split(",") if x]
     septum = [float(x) for x in args.septum.split(",") if x]
     walls = {"ED": [float(x) for x in args.wall_ed.split(",")], "ES": [float(x) for x in args.wall_es.split(",")]}
     if len(walls["ED"]) != len(walls["ES"]):
         raise SystemExit("give as many --wall-es bounds as --wall-ed bounds (they are paired)")
-    n_variants = 2 + len(walls["ED"]) + len(brightness) + (1 + len(septum) if septum else 0)
+    n_variants = 2 + len(walls["ED"]) + len(brightness) + (1 + len(septum) if septum else 0) + 2 * args.from_prediction
     files = sorted(args.preds.glob("*_E[DS].npz"))
     if not files:
         raise SystemExit(f"no <patient>_<ED|ES>.npz files in {args.preds}")
@@ -106,7 +127,7 @@ def main() -> None:
         gt, spacing = d["gt"], d["spacing"]
         ref = class_volumes_ml(gt, K, spacing)
         mls = []
-        for i, lab in enumerate(variants(dict(d), walls[phase], brightness, septum)):
+        for i, lab in enumerate(variants(dict(d), walls[phase], brightness, septum, args.from_prediction)):
             dice.setdefault((phase, i), []).append(score_volume(lab, gt, K, spacing).dice[1:])
             ml = class_volumes_ml(lab, K, spacing)
             ratio.setdefault((phase, i), []).append(ml[1:] / ref[1:])
@@ -126,6 +147,7 @@ def main() -> None:
                 "variant": variant_name(i, [f"{mm:g}" for mm in walls[phase]], brightness, septum),
                 "volumes": len(mean),
                 "median": round(float(np.median(mean)), 4),
+                "mean": round(float(mean.mean()), 4),
                 "up": int((mean > base + 1e-9).sum()),
                 "down": int((mean < base - 1e-9).sum()),
                 "largest_drop": round(float((mean - base).min()), 4),
@@ -140,6 +162,12 @@ def main() -> None:
                 row["down_vs_default"] = int((mean < default - 1e-9).sum())
                 row["largest_drop_vs_default"] = round(float((mean - default).min()), 4)
                 row["largest_gain_vs_default"] = round(float((mean - default).max()), 4)
+            if args.from_prediction and i == n_variants - 1:  # the prediction's ceiling against none
+                plain = np.array([x.mean() for x in dice[(phase, i - 1)]])
+                row["up_vs_stroke_free"] = int((mean > plain + 1e-9).sum())
+                row["down_vs_stroke_free"] = int((mean < plain - 1e-9).sum())
+                row["largest_drop_vs_stroke_free"] = round(float((mean - plain).min()), 4)
+                row["largest_gain_vs_stroke_free"] = round(float((mean - plain).max()), 4)
             print(json.dumps(row), flush=True)
     patients = sorted({p for p, ph in volumes if (p, "ES") in volumes and ph == "ED"})
     if not patients:

@@ -198,7 +198,7 @@ class TrainJob:
     others: tuple[str, ...] = ()  # the names of the other painted images trained with the picked one
     others_bounds: tuple[np.ndarray, np.ndarray] | None = None  # their rows' bounds in network px, kept as built
     others_geometry: tuple[SliceGeometry, ...] = ()  # how each of them maps to the network (its own crop)
-    myo_ceiling: float | None = None  # previews: myocardium brighter than this goes to its nearest other class
+    myo_ceiling: float | str | None = None  # previews: myocardium brighter than this (or FROM_PREDICTION) goes
     image: np.ndarray | None = None  # the picked image as given (previews read its intensities for that)
     septum: tuple[float, tuple[float, float]] | None = None  # (factor, in-plane spacing): the wall from the septum
 
@@ -225,7 +225,7 @@ def build_job(
     max_wall: tuple[float, tuple[float, float]] | None = None,
     stroke_boxes: float | None = None,
     others: Sequence[OtherImage] = (),
-    myo_ceiling: float | None = None,
+    myo_ceiling: float | str | None = None,
     septum: tuple[float, tuple[float, float]] | None = None,
 ) -> TrainJob:
     """Slices at network resolution with their bounds (source pixels → network pixels).

@@ -63,17 +63,23 @@ class ModelActions:
         found = cardiac_classes(list(class_names))
         return self.w.lv_hull.isChecked() and "LV" in found and "myocardium" in found
 
-    def myo_ceiling(self, pixels: np.ndarray, strokes: np.ndarray | None, class_names: Any) -> float | None:
-        """The brightest the myocardium may be in Predict volume and the previews: the box ticked,
-        a class named myocardium and ``strokes`` of it on the image ``pixels`` (same shape)
-        (:func:`~napari_wss.postprocess.myocardium_ceiling`); None otherwise."""
+    def myo_ceiling(self, pixels: np.ndarray, strokes: np.ndarray | None, class_names: Any) -> float | str | None:
+        """The brightest the myocardium may be in Predict volume and the previews, with the box
+        ticked and a class named myocardium: from its ``strokes`` on the image ``pixels`` (same
+        shape; :func:`~napari_wss.postprocess.myocardium_ceiling`), or without such strokes and with
+        a class named LV, ``FROM_PREDICTION`` (the prediction's own wall / blood threshold); None
+        otherwise."""
         from napari_wss.metrics import cardiac_classes
-        from napari_wss.postprocess import myocardium_ceiling
+        from napari_wss.postprocess import FROM_PREDICTION, myocardium_ceiling
 
         names = list(class_names)
-        if strokes is None or not self.w.dark_myo.isChecked() or "myocardium" not in cardiac_classes(names):
+        found = cardiac_classes(names)
+        if not self.w.dark_myo.isChecked() or "myocardium" not in found:
             return None
-        return myocardium_ceiling(pixels, strokes, names)
+        ceiling = None if strokes is None else myocardium_ceiling(pixels, strokes, names)
+        if ceiling is None and "LV" in found:
+            return FROM_PREDICTION
+        return ceiling
 
     def septum_rule(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:
         """(factor, in-plane spacing) of the wall limit from the septum in Predict volume and the

@@ -596,10 +596,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from napari_wss.postprocess import septum_classes
 
         septum_classes(state.class_names)  # refused before any file is read or written
-    if args.dark_myocardium and (args.acdc or args.frame == "all" or len(args.image or ()) != 1 or not args.scribbles):
-        raise InputError(
-            "--dark-myocardium needs one --image and its --scribbles (their myocardium strokes set the ceiling)"
-        )
+    if args.dark_myocardium:
+        from napari_wss.postprocess import dark_myocardium_classes
+
+        dark_myocardium_classes(state.class_names)  # refused before any file is read or written
     if args.acdc:
         return _predict_acdc(args, state)
     cohort = _cohort_images(args.image)
@@ -650,13 +650,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             absent = absent_classes(n, state.num_classes, scribbles=marks)  # as the widget's Predict volume
     geometry = _placed(state, img.data, img.path.name, strokes)
     heart = _heart_rules(args, img.spacing)
-    ceiling = None
-    if args.dark_myocardium:
+    if args.dark_myocardium and strokes is not None:
         from napari_wss.postprocess import myocardium_ceiling
 
-        ceiling = myocardium_ceiling(img.data, strokes, state.class_names)
-        if ceiling is None:
-            raise InputError(f"--dark-myocardium: {Path(args.scribbles).name} has no stroke of the myocardium")
+        from_strokes = myocardium_ceiling(img.data, strokes, state.class_names)
+        if from_strokes is not None:
+            heart["myo_ceiling"] = from_strokes
     labels = np.asarray(
         predict_volume(
             state,
@@ -666,7 +665,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
             largest_component=keep,
             scribbles=marks,
             absent=absent,
-            myo_ceiling=ceiling,
             **heart,
         )
     )
@@ -706,11 +704,13 @@ def _placed(
 
 
 def _heart_rules(args: argparse.Namespace, spacing_zyx: tuple[float, float, float]) -> dict[str, Any]:
-    """``predict_volume``'s heart options from ``--lv-hull`` / ``--septum-wall`` / ``--max-wall-mm`` and
-    the image's voxel size."""
-    from napari_wss.postprocess import SEPTUM_FACTOR
+    """``predict_volume``'s heart options from ``--lv-hull`` / ``--septum-wall`` / ``--max-wall-mm`` /
+    ``--dark-myocardium`` (the ceiling from the prediction: the single-image path puts its strokes'
+    in when it has them) and the image's voxel size."""
+    from napari_wss.postprocess import FROM_PREDICTION, SEPTUM_FACTOR
 
     return {
+        "myo_ceiling": FROM_PREDICTION if args.dark_myocardium else None,
         "lv_hull": args.lv_hull,
         "max_wall_mm": args.max_wall_mm,
         "spacing_yx": tuple(spacing_zyx[1:]),
@@ -1515,8 +1515,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dark-myocardium",
         action="store_true",
-        help="with --scribbles: the myocardium brighter than 99 %% of the pixels under its strokes goes to the "
-        "nearest other class (bright-blood cine MRI: the cavities' rims and trabeculae); the widget's default",
+        help="the myocardium brighter than 99 %% of the pixels under its strokes in --scribbles (without "
+        "myocardium strokes: than the threshold between the predicted wall's and LV cavity's intensities) goes to "
+        "the nearest other class (bright-blood cine MRI: the cavities' rims and trabeculae); needs classes named "
+        "myocardium and LV; the widget's default",
     )
     p.add_argument(
         "--septum-wall",

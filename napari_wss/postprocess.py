@@ -27,6 +27,9 @@ from napari_wss.errors import InputError
 LARGEST_COMPONENT = ("volume", "slice")
 """How :func:`keep_largest_component` connects voxels: across slices, or within each slice."""
 MYO_BRIGHTNESS_PERCENTILE = 99.0  # the widget's ceiling: measured on ACDC, benchmarks/postprocess_study.py
+FROM_PREDICTION = "prediction"
+"""A myocardium ceiling that :func:`limit_myocardium_brightness` takes from the prediction itself
+(:func:`predicted_myocardium_ceiling`), for images without myocardium strokes."""
 SEPTUM_FACTOR = 1.5
 """The widget's wall limit, as a multiple of the septum's thickness (:func:`limit_wall_to_septum`;
 measured on ACDC, benchmarks/postprocess_study.py --septum)."""
@@ -268,11 +271,43 @@ def myocardium_ceiling(
     return float(np.percentile(under, percentile)) if under.size else None
 
 
+def dark_myocardium_classes(class_names: Sequence[str]) -> tuple[int, int]:
+    """(myocardium, LV cavity) among ``class_names`` for :func:`predicted_myocardium_ceiling`, found
+    by name; names without both are refused in one line."""
+    myo, lv = _named(class_names, ("myocardium", "LV"), "the myocardium's brightness from the prediction needs")
+    return myo, lv
+
+
+def predicted_myocardium_ceiling(labels: np.ndarray, image: np.ndarray, class_names: Sequence[str]) -> float | None:
+    """The brightest the myocardium may be, for a volume without myocardium strokes: the threshold
+    between the intensities of the predicted myocardium and of the predicted LV cavity (dark wall,
+    bright blood) that lies midway between the mean intensities on either side of it (Ridler and
+    Calvard's iterative selection), or None when either class is missing or every pixel is equal.
+
+    Looser than the strokes' ceiling (:func:`myocardium_ceiling`): the overgrown wall it is meant to
+    trim also pulls the threshold up (measured in docs/measurements.md)."""
+    from skimage.filters import threshold_isodata  # lazy: postprocess stays cheap to import
+
+    myo, lv = dark_myocardium_classes(class_names)
+    labels, image = np.asarray(labels), np.asarray(image)
+    if image.shape != labels.shape:
+        raise InputError(f"the image has shape {image.shape} but the labels {labels.shape}")
+    wall, blood = image[labels == myo], image[labels == lv]
+    if not wall.size or not blood.size:
+        return None
+    both = np.concatenate([wall, blood]).astype(np.float64)
+    if both.min() == both.max():
+        return None
+    return float(threshold_isodata(both))
+
+
 def limit_myocardium_brightness(
-    labels: np.ndarray, image: np.ndarray, ceiling: float, class_names: Sequence[str]
+    labels: np.ndarray, image: np.ndarray, ceiling: float | str, class_names: Sequence[str]
 ) -> np.ndarray:
-    """Predicted myocardium brighter than ``ceiling`` (:func:`myocardium_ceiling`) goes, slice by
-    slice, to the class of the nearest pixel predicted as something else.
+    """Predicted myocardium brighter than ``ceiling`` (:func:`myocardium_ceiling`, or
+    :data:`FROM_PREDICTION`: :func:`predicted_myocardium_ceiling` of ``labels`` themselves, nothing
+    changed when that is None) goes, slice by slice, to the class of the nearest pixel predicted as
+    something else.
 
     In bright-blood cine MRI the wall is darker than the blood: a network taught by strokes along
     the middle of the wall also claims the bright rims and trabeculae of the cavities, which no wall
@@ -283,6 +318,12 @@ def limit_myocardium_brightness(
     myo = _myocardium_class(class_names)
     if np.shape(image) != np.shape(labels):
         raise InputError(f"the image has shape {np.shape(image)} but the labels {np.shape(labels)}")
+    if isinstance(ceiling, str):
+        if ceiling != FROM_PREDICTION:
+            raise InputError(f"the myocardium's ceiling must be a number or {FROM_PREDICTION!r}, got {ceiling!r}")
+        ceiling = predicted_myocardium_ceiling(labels, image, class_names)
+        if ceiling is None:
+            return np.array(labels, copy=True)
     out, slices = _copy_by_slice(labels)
     bright = np.asarray(image).reshape(slices.shape) > ceiling
     for z in range(slices.shape[0]):

@@ -869,7 +869,7 @@ def predict_volume(
     max_wall_mm: float | None = None,
     spacing_yx: tuple[float, float] | None = None,
     absent: np.ndarray | None = None,
-    myo_ceiling: float | None = None,
+    myo_ceiling: float | str | None = None,
     septum_factor: float | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
@@ -886,7 +886,8 @@ def predict_volume(
     cavity (papillary muscles; :func:`~napari_wss.postprocess.fill_lv_hull`, classes found by name).
     ``absent`` ``(Z, K)`` booleans: first, each class is cleared from the slices where it is marked
     absent (:func:`~napari_wss.postprocess.clear_absent`; the probabilities are not changed).
-    ``myo_ceiling`` (an intensity, :func:`~napari_wss.postprocess.myocardium_ceiling`): after the
+    ``myo_ceiling`` (an intensity, :func:`~napari_wss.postprocess.myocardium_ceiling`, or
+    ``postprocess.FROM_PREDICTION``: the prediction's own wall / blood threshold): after the
     islands, the myocardium brighter than that goes to its nearest other class
     (:func:`~napari_wss.postprocess.limit_myocardium_brightness`).
     ``septum_factor``: after the convex cavity, the myocardium farther from the LV cavity than that

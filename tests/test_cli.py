@@ -22,6 +22,7 @@ from napari_wss.postprocess import (
     limit_wall_thickness,
     limit_wall_to_septum,
     myocardium_ceiling,
+    predicted_myocardium_ceiling,
 )
 from napari_wss.training import load_checkpoint
 
@@ -468,8 +469,14 @@ def test_train_predict_evaluate_round_trip(
     assert code == 0, err
     limited = limit_wall_to_septum(fill_convex_hull(want, 3, (2,)), names, source.spacing[1:])
     np.testing.assert_array_equal(io.read_nifti(septum).data, limited)
-    code, _, err = run(capsys, *args[:5], "--out", tmp_path / "d.nii.gz", "--dark-myocardium")  # no --scribbles
-    assert_one_line_error(code, err, "--dark-myocardium needs one --image and its --scribbles")
+    # Without strokes (or none of the myocardium) the ceiling comes from the prediction itself.
+    code, _, err = run(capsys, *args[:5], "--out", tmp_path / "d.nii.gz", "--dark-myocardium")
+    assert code == 0, err
+    own = predicted_myocardium_ceiling(written.data, image, names)
+    assert own is not None and own != ceiling
+    want_own = limit_myocardium_brightness(written.data, image, own, names)
+    np.testing.assert_array_equal(io.read_nifti(tmp_path / "d.nii.gz").data, want_own)
+    assert (want_own != written.data).any()
     code, _, err = run(capsys, *args, "--max-wall-mm", "-3", "--out", tmp_path / "neg.nii.gz")
     assert_one_line_error(code, err, "--max-wall-mm must be a positive number of mm")
     png = tmp_path / "slice.png"
@@ -706,6 +713,9 @@ def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.Capture
     code, _, err = run(capsys, *folder, "--out", tmp_path / "septum", "--septum-wall")
     assert_one_line_error(code, err, "needs classes named RV, myocardium and LV", "background, class1")
     assert not (tmp_path / "septum").exists()
+    code, _, err = run(capsys, *folder, "--out", tmp_path / "dark", "--dark-myocardium")
+    assert_one_line_error(code, err, "needs classes named myocardium and LV", "background, class1")
+    assert not (tmp_path / "dark").exists()
 
 
 def test_parse_bound_flags() -> None:

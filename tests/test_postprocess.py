@@ -23,6 +23,7 @@ from napari_wss.postprocess import (
     limit_wall_to_septum,
     lv_hull_classes,
     myocardium_ceiling,
+    predicted_myocardium_ceiling,
     septal_thickness,
 )
 
@@ -312,6 +313,41 @@ def test_myocardium_brighter_than_its_strokes_goes_to_its_nearest_other_class() 
     np.testing.assert_array_equal(out[:, :30], truth[:, :30])  # rim back to the LV, wall kept
     assert (out[:, 30:33, 15:25] == 0).all()  # the fat to the background next to it
     np.testing.assert_array_equal(limit_myocardium_brightness(pred[0], image[0], ceiling, names), out[0])  # 2D
+
+
+def test_without_strokes_the_ceiling_comes_from_the_predicted_wall_and_pool() -> None:
+    """The phantom above with noise and no strokes: the threshold between the predicted wall's and
+    the predicted pool's intensities lies between the true wall and the blood, although the
+    overgrown wall holds bright rim pixels, and trims the wall as the strokes' ceiling does."""
+    names = ["background", "RV", "myocardium", "LV"]
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(yy - 20, xx - 20)
+    image = np.full((2, 40, 40), 120.0)
+    image[:, r < 12] = 80.0
+    image[:, r < 8] = 200.0
+    image[:, 30:, :] = 210.0
+    image += rng.normal(0, 5, image.shape)
+    truth = np.zeros((2, 40, 40), np.uint8)
+    truth[:, r < 12] = 2
+    truth[:, r < 8] = 3
+    pred = truth.copy()
+    pred[:, (r >= 6) & (r < 8)] = 2
+    pred[:, 30:33, 15:25] = 2
+    before = pred.copy()
+    ceiling = predicted_myocardium_ceiling(pred, image, names)
+    np.testing.assert_array_equal(pred, before)
+    assert 100 < ceiling < 180
+    out = limit_myocardium_brightness(pred, image, ceiling, names)
+    np.testing.assert_array_equal(out[:, :30], truth[:, :30])
+    assert (out[:, 30:33, 15:25] == 0).all()
+    no_pool = np.where(pred == 3, 0, pred)
+    assert predicted_myocardium_ceiling(no_pool, image, names) is None
+    assert predicted_myocardium_ceiling(pred, np.full_like(image, 7.0), names) is None  # nothing to split
+    with pytest.raises(InputError, match="named myocardium and LV"):
+        predicted_myocardium_ceiling(pred, image, ["background", "RV", "myocardium"])
+    with pytest.raises(InputError, match="shape"):
+        predicted_myocardium_ceiling(pred, image[0], names)
 
 
 def test_myocardium_ceiling_needs_its_class_and_strokes() -> None:

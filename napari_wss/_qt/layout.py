@@ -185,7 +185,9 @@ def build_layout(w: WssWidget) -> None:
     w.dark_myo.setToolTip(
         "With a class named myocardium and strokes of it: predicted myocardium brighter than 99 % of the "
         "pixels under its strokes goes to the nearest other class (in bright-blood cine MRI those are the "
-        "cavities' rims and trabeculae). Untick for images where the wall is not darker than the blood, "
+        "cavities' rims and trabeculae). On an image without myocardium strokes (a class named LV needed), "
+        "brighter than the threshold between the predicted wall and LV cavity. "
+        "Untick for images where the wall is not darker than the blood, "
         "and for the end-systole of a hypertrophic heart (measured: the LV then comes out too large)."
     )
     run.addWidget(w.dark_myo, 4, 0)

@@ -12,6 +12,7 @@ from napari_wss import training
 from napari_wss._qt.class_table import SIZE_HI
 from napari_wss.data import absent_classes
 from napari_wss.postprocess import (
+    FROM_PREDICTION,
     clear_absent,
     fill_lv_hull,
     keep_largest_component,
@@ -220,6 +221,14 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
     for c, name in enumerate(names):
         assert volumes[name] == pytest.approx(counts[c] * np.prod(spacing) / 1000)
     assert f"{names[3]} {volumes[names[3]]:.1f} mL" in widget.status.text()
+    # Without myocardium strokes on the image, the ceiling comes from the prediction itself.
+    layer = widget.scribble_layer()
+    painted = layer.data.copy()
+    layer.data = np.where(painted == 3, 0, painted)
+    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
+        pass
+    assert seen["myo_ceiling"] == FROM_PREDICTION
+    layer.data = painted
     widget.dark_myo.setChecked(False)
     with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
         pass

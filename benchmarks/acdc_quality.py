@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -236,7 +237,8 @@ def run_one(
 ) -> list[dict]:
     """The row's record, then one per ``pseudo`` entry: the same model trained ``second_press``
     more steps, on its own confident predictions as strokes (a confidence) or as it was (None).
-    ``source`` and ``save_to`` as :func:`_score` (``save_to``: the first press only)."""
+    ``source`` as :func:`_score`; ``save_to``: the first press's predictions go to a folder there
+    named by the row and fold."""
     train_vols, test_vols = pack.fold_volumes(fold)
     slices = pack.slices_of(train_vols)
     cfg, priors = row_config(name, base, crf_weight, size_scale)
@@ -257,6 +259,8 @@ def run_one(
     start = time.perf_counter()
     state = _train(data, cfg)
     train_s = time.perf_counter() - start
+    if save_to is not None:  # one folder per row and fold, named by the row as recorded
+        save_to = save_to / f"{re.sub(r'[^A-Za-z0-9.+-]+', '_', name)}_fold{fold}"
     scores = _score(state.model.to(device), pack, test_vols, pool, source, save_to)
     records = [_record(name, fold, scores, cfg, train_s, len(test_vols))]
     records[0]["size_binding"] = _size_binding(state.model, pack, slices, sizes)
@@ -509,7 +513,7 @@ def main() -> None:
             args.position_bins,
             args.size_scale,
             source,
-            args.save_predictions / f"{name}_fold{fold}" if args.save_predictions else None,
+            args.save_predictions,
         )
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)

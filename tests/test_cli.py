@@ -15,6 +15,7 @@ from helpers import assert_one_line_error
 from napari_wss import cli, io, toy
 from napari_wss.data import absent_classes
 from napari_wss.postprocess import (
+    FROM_PREDICTION,
     clear_absent,
     fill_convex_hull,
     keep_largest_component,
@@ -213,6 +214,17 @@ def test_predict_every_frame_of_a_cine(tmp_path: Path, capsys: pytest.CaptureFix
         np.testing.assert_array_equal(written[t].data, io.read_nifti(one).data)
     assert "frame by frame" in out and "end-diastole = frame" in out
     assert all(f"\n{t} " in out for t in range(3))  # a row per frame
+    # --dark-myocardium without strokes: each frame capped by its own prediction's wall / blood threshold.
+    dark_path = tmp_path / "dark4d.nii.gz"
+    code, _, err = predict(cine, "all", dark_path, "--largest-component", "--dark-myocardium")
+    assert code == 0, err
+    names = ("background", "RV", "myocardium", "LV")
+    sources, _ = io.read_nifti_frames(cine)
+    darkened, _ = io.read_nifti_frames(dark_path)
+    for t in range(3):
+        want = limit_myocardium_brightness(written[t].data, sources[t].data, FROM_PREDICTION, names)
+        np.testing.assert_array_equal(darkened[t].data, want)
+    assert any((d.data != w.data).any() for d, w in zip(darkened, written))  # the rule is at work here
 
     # Strokes kept as a 4D file too: --frame takes the same frame of them (a 3D file is taken as it is).
     strokes4d = io.write_nifti(tmp_path / "scr4d.nii.gz", np.stack([f.scribbles for f in frames]), AFFINE)

@@ -586,6 +586,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from napari_wss.training import load_checkpoint, predict_volume
 
     state = load_checkpoint(args.model)
+    if args.heart:  # Predict volume's clean-up, as the widget ticks it by default
+        args.largest_component = args.lv_hull = args.dark_myocardium = args.septum_wall = True
     if args.lv_hull or args.max_wall_mm is not None:
         from napari_wss.postprocess import lv_hull_classes
 
@@ -1505,6 +1507,12 @@ def build_parser() -> argparse.ArgumentParser:
         "as Train cuts it (a cohort image or --acdc frame: its *_scribble file, when there is one); with "
         "--largest-component each class keeps the objects its strokes touch, after clearing each class from the "
         "slices where the strokes have none of it but some other",
+    )
+    p.add_argument(
+        "--heart",
+        action="store_true",
+        help="the widget's Predict volume clean-up for a heart, measured on ACDC: --largest-component --lv-hull "
+        "--dark-myocardium --septum-wall (needs classes named RV, myocardium and LV)",
     )
     p.add_argument(
         "--lv-hull",

@@ -481,6 +481,12 @@ def test_train_predict_evaluate_round_trip(
     assert code == 0, err
     limited = limit_wall_to_septum(fill_convex_hull(want, 3, (2,)), names, source.spacing[1:])
     np.testing.assert_array_equal(io.read_nifti(septum).data, limited)
+    # --heart: the four rules the widget's Predict volume applies by default, in its order.
+    heart = tmp_path / "heart.nii.gz"
+    code, _, err = run(capsys, *args, "--heart", "--out", heart)
+    assert code == 0, err
+    want_heart = limit_wall_to_septum(want_dark, names, source.spacing[1:])
+    np.testing.assert_array_equal(io.read_nifti(heart).data, want_heart)
     # Without strokes (or none of the myocardium) the ceiling comes from the prediction itself.
     code, _, err = run(capsys, *args[:5], "--out", tmp_path / "d.nii.gz", "--dark-myocardium")
     assert code == 0, err
@@ -725,6 +731,8 @@ def test_train_and_predict_on_png_samples(tmp_path: Path, capsys: pytest.Capture
     code, _, err = run(capsys, *folder, "--out", tmp_path / "septum", "--septum-wall")
     assert_one_line_error(code, err, "needs classes named RV, myocardium and LV", "background, class1")
     assert not (tmp_path / "septum").exists()
+    code, _, err = run(capsys, *folder, "--out", tmp_path / "heart", "--heart")
+    assert_one_line_error(code, err, "need classes named LV and myocardium", "background, class1")
     code, _, err = run(capsys, *folder, "--out", tmp_path / "dark", "--dark-myocardium")
     assert_one_line_error(code, err, "needs classes named myocardium and LV", "background, class1")
     assert not (tmp_path / "dark").exists()

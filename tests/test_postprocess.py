@@ -14,6 +14,7 @@ from napari_wss.config import ClassPrior
 from napari_wss.data import absent_classes, bounds_from_priors
 from napari_wss.errors import InputError
 from napari_wss.postprocess import (
+    FROM_PREDICTION,
     clear_absent,
     fill_convex_hull,
     fill_lv_hull,
@@ -344,6 +345,11 @@ def test_without_strokes_the_ceiling_comes_from_the_predicted_wall_and_pool() ->
     no_pool = np.where(pred == 3, 0, pred)
     assert predicted_myocardium_ceiling(no_pool, image, names) is None
     assert predicted_myocardium_ceiling(pred, np.full_like(image, 7.0), names) is None  # nothing to split
+    # limit_myocardium_brightness takes it from the labels when asked, and leaves them when it has none
+    np.testing.assert_array_equal(limit_myocardium_brightness(pred, image, FROM_PREDICTION, names), out)
+    np.testing.assert_array_equal(limit_myocardium_brightness(no_pool, image, FROM_PREDICTION, names), no_pool)
+    with pytest.raises(InputError, match="a number or 'prediction'"):
+        limit_myocardium_brightness(pred, image, "strokes", names)
     with pytest.raises(InputError, match="named myocardium and LV"):
         predicted_myocardium_ceiling(pred, image, ["background", "RV", "myocardium"])
     with pytest.raises(InputError, match="shape"):

@@ -51,11 +51,11 @@ from acdc_pack import (
 from napari_wss.config import PENALTY_WEIGHTS, Mode, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, rule_out_brighter
 from napari_wss.postprocess import (
+    FROM_PREDICTION,
     MYO_BRIGHTNESS_PERCENTILE,
     fill_lv_hull,
     limit_myocardium_brightness,
     limit_wall_to_septum,
-    predicted_myocardium_ceiling,
 )
 from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
 from napari_wss.training import train
@@ -114,13 +114,6 @@ def _train(data, cfg: TrainConfig, state=None):
         return stop.value
 
 
-def _dark_from_prediction(labels: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The myocardium no brighter than the threshold between it and the LV cavity on the
-    prediction itself (test volumes have no strokes to take the widget's ceiling from)."""
-    ceiling = predicted_myocardium_ceiling(labels, image, NAMES)
-    return labels if ceiling is None else limit_myocardium_brightness(labels, image, ceiling, NAMES)
-
-
 def _score(
     model: torch.nn.Module,
     pack: Pack,
@@ -154,10 +147,11 @@ def _score(
     walled = [limit_wall_to_septum(h, NAMES, tuple(pack.spacings[v][1:])) for h, v in zip(hulled, test_vols)]
     dice_wall, hd_wall = score_all(walled, pack, test_vols, pool)
     # the same after the myocardium is kept no brighter than the prediction's own wall/blood threshold
-    darkened = [
-        limit_wall_to_septum(fill_lv_hull(_dark_from_prediction(k, im), NAMES), NAMES, tuple(pack.spacings[v][1:]))
-        for k, im, v in zip(kept, images, test_vols)
+    # (test volumes have no strokes to take the widget's ceiling from)
+    dark = [
+        fill_lv_hull(limit_myocardium_brightness(p, im, FROM_PREDICTION, NAMES), NAMES) for p, im in zip(kept, images)
     ]
+    darkened = [limit_wall_to_septum(d, NAMES, tuple(pack.spacings[v][1:])) for d, v in zip(dark, test_vols)]
     dice_dark, hd_dark = score_all(darkened, pack, test_vols, pool)
     by_position = [position_dice(p, pack.gt[v]) for p, v in zip(preds, test_vols)]
     with warnings.catch_warnings():

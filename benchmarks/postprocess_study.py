@@ -33,13 +33,13 @@ from acdc_pack import CLINICAL_INDICES, NAMES, K
 
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, score_volume
 from napari_wss.postprocess import (
+    FROM_PREDICTION,
     MYO_BRIGHTNESS_PERCENTILE,
     fill_lv_hull,
     limit_myocardium_brightness,
     limit_wall_thickness,
     limit_wall_to_septum,
     myocardium_ceiling,
-    predicted_myocardium_ceiling,
 )
 
 
@@ -65,8 +65,7 @@ def variants(
     default = out[-1]
     out += [limit_wall_to_septum(default, NAMES, tuple(spacing[1:]), k) for k in septum]
     if from_prediction:
-        ceiling = predicted_myocardium_ceiling(pred, saved["image"], NAMES)
-        dark = pred if ceiling is None else limit_myocardium_brightness(pred, saved["image"], ceiling, NAMES)
+        dark = limit_myocardium_brightness(pred, saved["image"], FROM_PREDICTION, NAMES)
         out += [limit_wall_to_septum(fill_lv_hull(x, NAMES), NAMES, tuple(spacing[1:])) for x in (pred, dark)]
     return out
 

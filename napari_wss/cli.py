@@ -1435,7 +1435,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W",
         help="weight of the dual-decoder mixed pseudo-label term (Luo et al. 2022 use 0.5; default 0 = off; "
         "a second decoder, about twice the step time on a CPU; on ACDC it lifted scribble training most without "
-        "centroid boxes, which then cost 0.01-0.08 Dice; see the README)",
+        "centroid boxes, which then cost 0.01-0.11 Dice; see the README)",
     )
     _add_training_flags(p, steps=300, width=16, net_size=128, batch=4)
     g = p.add_argument_group("network and run")

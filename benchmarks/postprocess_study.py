@@ -18,8 +18,9 @@ wall limited to each factor times the septum's thickness measured on that output
 
 Prints, per frame and variant, the median mean Dice, how many volumes went up and down against
 the islands-only output (and against the convex cavity alone), the per-class medians and volume
-ratios, and (with both frames of a patient) the clinical agreement: LV / RV EDV and EF,
-myocardial mass against the expert's.
+ratios, the mean mL of predicted myocardium on the expert's background, RV and LV, and (with both
+frames of a patient) the clinical agreement: LV / RV EDV and EF, myocardial mass against the
+expert's.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def main() -> None:
         raise SystemExit(f"no <patient>_<ED|ES>.npz files in {args.preds}")
     dice: dict[tuple[str, int], list[np.ndarray]] = {}  # (phase, variant index) -> per-volume class Dice
     ratio: dict[tuple[str, int], list[np.ndarray]] = {}
+    spill: dict[tuple[str, int], list[np.ndarray]] = {}  # predicted myocardium (mL) on expert background, RV, LV
     volumes: dict[tuple[int, str], list[np.ndarray]] = {}  # (patient, phase) -> per-variant mL (+ expert's last)
     for f in files:
         patient, phase = int(f.stem.split("_")[0]), f.stem.split("_")[1]
@@ -130,6 +132,11 @@ def main() -> None:
             dice.setdefault((phase, i), []).append(score_volume(lab, gt, K, spacing).dice[1:])
             ml = class_volumes_ml(lab, K, spacing)
             ratio.setdefault((phase, i), []).append(ml[1:] / ref[1:])
+            voxel_ml = float(np.prod(spacing)) / 1000
+            myo = lab == NAMES.index("myocardium")
+            spill.setdefault((phase, i), []).append(
+                np.array([(myo & (gt == NAMES.index(c))).sum() for c in ("background", "RV", "LV")]) * voxel_ml
+            )
             mls.append(ml)
         volumes[(patient, phase)] = [*mls, ref]
     for phase in ("ED", "ES"):
@@ -154,6 +161,7 @@ def main() -> None:
                 "down_vs_convex": int((mean < convex - 1e-9).sum()),
                 "RV/myo/LV": np.median(per, axis=0).round(4).tolist(),
                 "volume/expert": np.median(np.array(ratio[(phase, i)]), axis=0).round(2).tolist(),
+                "myo_on_expert_bg/RV/LV_mL": np.mean(spill[(phase, i)], axis=0).round(2).tolist(),
             }
             if septum and i > default_i:
                 default = np.array([x.mean() for x in dice[(phase, default_i)]])

@@ -7,8 +7,12 @@ the shrunk expert masks), purity (stroke pixels whose shrunk expert label is the
 slices that keep a stroke of the class, first at the pack's own size.
 
     python scribble_purity.py --size 128 --shares 0,0.5,0.75
+    python scribble_purity.py --edges 400   # how far the strokes lie from the myocardium's edges
 
-One JSON line per share. Reads the pack (``acdc_pack.py``).
+One JSON line per share. Reads the pack (``acdc_pack.py``). With ``--edges N``, instead: on N
+training slices of fold 5 drawn at random, the median distance (mm) from the experts' epicardial
+edge (myocardium touching background) to the nearest background and myocardium stroke, and from
+the endocardial edge (touching the LV) to the nearest LV and myocardium stroke.
 """
 
 from __future__ import annotations
@@ -35,13 +39,50 @@ def stroke_stats(scribbles: np.ndarray, labels: np.ndarray) -> dict[str, dict[st
     return out
 
 
+def edge_distances(pack, n: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median over slices of each slice's median distance (mm, in-plane) from the myocardium's outer
+    and inner edges to the nearest stroke of the classes on either side."""
+    from scipy import ndimage
+
+    train_vols, _ = pack.fold_volumes(5)
+    picked = np.random.default_rng(0).choice(pack.slices_of(train_vols), n, replace=False)
+    epi_bg, epi_myo, endo_lv, endo_myo = [], [], [], []
+    for i in picked:
+        gt, sc = pack.labels[i], pack.scribbles[i]
+        if not (gt == 2).any() or not (sc == 1).any() or not (sc == 3).any():
+            continue  # strokes are stored as class + 1: 1 background, 3 myocardium, 4 LV
+        v = pack.volume[i]
+        mm = pack.spacings[v][1] * max(pack.shapes[v][1:]) / pack.side  # a packed pixel, about
+        outer = (gt == 2) & ndimage.binary_dilation(gt == 0)
+        if not outer.any():
+            continue
+        to_myo = ndimage.distance_transform_edt(sc != 3)
+        epi_bg.append(np.median(ndimage.distance_transform_edt(sc != 1)[outer]) * mm)
+        epi_myo.append(np.median(to_myo[outer]) * mm)
+        inner = (gt == 2) & ndimage.binary_dilation(gt == 3)
+        if inner.any() and (sc == 4).any():
+            endo_lv.append(np.median(ndimage.distance_transform_edt(sc != 4)[inner]) * mm)
+            endo_myo.append(np.median(to_myo[inner]) * mm)
+    return {
+        "slices": len(epi_bg),
+        "epicardial edge to background stroke (mm)": round(float(np.median(epi_bg)), 1),
+        "epicardial edge to myocardium stroke (mm)": round(float(np.median(epi_myo)), 1),
+        "endocardial edge to LV stroke (mm)": round(float(np.median(endo_lv)), 1),
+        "endocardial edge to myocardium stroke (mm)": round(float(np.median(endo_myo)), 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pack", default=DEFAULT_PACK)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--shares", default="0,0.5", help="minimum painted shares of a shrunk pixel (0 = any stroke)")
+    ap.add_argument("--edges", type=int, default=0, help="measure the strokes' distances to the myocardium's edges")
     args = ap.parse_args()
     pack = load_pack(args.pack)
+    if args.edges:
+        print(json.dumps(edge_distances(pack, args.edges)))
+        return
     print(json.dumps({"size": pack.side, "share": None, **stroke_stats(pack.scribbles, pack.labels)}))
     labels = resize_labels(pack.labels, (args.size, args.size))
     for share in (float(s) for s in args.shares.split(",")):

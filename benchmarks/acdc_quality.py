@@ -206,6 +206,7 @@ def _record(name: str, fold: int, summary: dict, cfg: TrainConfig, train_s: floa
         "zoom": cfg.zoom,
         "batch": cfg.batch_size,
         "size": cfg.size,
+        "patch": cfg.patch,
         "width": cfg.width,
         "seed": cfg.seed,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() and cfg.device != "cpu" else "cpu",
@@ -379,6 +380,13 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--width", type=int, default=32)
+    ap.add_argument(
+        "--patch",
+        type=int,
+        default=0,
+        help="train on random windows of this side cut from the --size slices (holding the painted structures); "
+        "predict whole slices (0 = train on whole slices)",
+    )
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -469,6 +477,7 @@ def main() -> None:
         lr_schedule="cosine",
         width=args.width,
         size=args.size,
+        patch=args.patch,
         device=args.device,
         preview_every=0,
         t0=5.0,

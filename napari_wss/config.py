@@ -212,6 +212,12 @@ class TrainConfig:
         width: channels of the first U-Net stage (32 as the seed; 8–16 for CPU use).
         depth: number of poolings in the U-Net.
         size: the network's input side in pixels (slices are resized to size × size).
+        patch: train on random ``patch × patch`` windows of the ``size × size`` slices instead of
+            whole slices (0 = whole slices); prediction still runs on whole slices (the network is
+            fully convolutional). A step then costs what a ``patch``-sided slice costs while the
+            network sees ``size``'s resolution. Each window keeps the slice's painted structures
+            (foreground strokes, else the dense labels' foreground) inside where they fit; size
+            bounds are unchanged and centroid boxes move with the window. A multiple of 2^depth.
         augment: random flips, 90° rotations and intensity jitter.
         rotate: with ``augment``, also turn each slice by an angle drawn from [−rotate, rotate]
             degrees (0 = off; the published ACDC scribble benchmarks use 20).
@@ -271,6 +277,7 @@ class TrainConfig:
     width: int = 16
     depth: int = 4
     size: int = 128
+    patch: int = 0
     augment: bool = True
     rotate: float = 0.0
     zoom: float = 0.0
@@ -316,6 +323,15 @@ class TrainConfig:
             raise InputError(
                 f"size must be a multiple of 2^depth = {multiple} for a {self.depth}-level U-Net, "
                 f"got {self.size}; nearest valid sizes are {max(lower, multiple)} and {lower + multiple}"
+            )
+        if (
+            not isinstance(self.patch, int)
+            or isinstance(self.patch, bool)
+            or not (self.patch == 0 or (multiple <= self.patch <= self.size and self.patch % multiple == 0))
+        ):
+            raise InputError(
+                f"patch must be 0 (whole slices) or a multiple of 2^depth = {multiple} between {multiple} and "
+                f"size = {self.size}, got {self.patch!r}"
             )
         _check_range("lr", self.lr, 0.0, 1.0, lo_open=True)
         if self.lr_schedule not in ("constant", "cosine"):

@@ -629,6 +629,8 @@ class DeviceSlices:
         self.ruled_out = None if data.ruled_out is None else torch.from_numpy(data.ruled_out).to(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.augment_generator = torch.Generator(device=device).manual_seed(seed + 7919 * (rank + 1))
+        self.patch_generator = torch.Generator(device=device).manual_seed(seed + 104729 * (rank + 1))
+        self._focus: Tensor | None = None  # focus_boxes(data), computed on the first windowed batch
         self._order: Tensor | None = None
         self._cursor = 0
 
@@ -662,18 +664,98 @@ class DeviceSlices:
             need -= take
         return torch.cat(parts)
 
-    def batch(self, batch_size: int, *, augment: bool, rotate: float = 0.0, zoom: float = 0.0) -> Batch:
+    def batch(self, batch_size: int, *, augment: bool, rotate: float = 0.0, zoom: float = 0.0, patch: int = 0) -> Batch:
+        """The next ``batch_size`` slices; with ``patch`` > 0 (and below the side), a random
+        ``patch × patch`` window of each (:meth:`windows`), cut before augmentation."""
         idx = self._next_index(batch_size * self.world)[self.rank :: self.world]
-        b = Batch(
-            self.images[idx].unsqueeze(1),
+        b = self.windows(idx, patch, self.patch_generator)
+        return augment_batch(b, self.augment_generator, rotate=rotate, zoom=zoom) if augment else b
+
+    def windows(self, idx: Tensor, patch: int, generator: torch.Generator) -> Batch:
+        """Rows ``idx`` as a batch, each cut to a random ``patch``-sided window (:func:`window_origins`;
+        0 or the whole side = whole slices). Size bounds stay, centroid boxes move with the window;
+        a window that cuts the slice's painted structures drops their lower bounds and boxes."""
+        images = self.images[idx].unsqueeze(1)
+        maps = [
             None if self.scribbles is None else self.scribbles[idx],
             None if self.labels is None else self.labels[idx].long(),
-            self.size_bounds[idx],
-            self.centroid_bounds[idx],
-            idx,
             None if self.ruled_out is None else self.ruled_out[idx],
-        )
-        return augment_batch(b, self.augment_generator, rotate=rotate, zoom=zoom) if augment else b
+        ]
+        centroids = self.centroid_bounds[idx]
+        sizes = self.size_bounds[idx]
+        if 0 < patch < images.shape[-1]:
+            if self._focus is None:
+                self._focus = torch.from_numpy(focus_boxes(self.data)).to(self.device)
+            origin, holds = window_origins(self._focus[idx], images.shape[-1], patch, generator)
+            rows = origin[:, :1] + torch.arange(patch, device=idx.device)  # (B, P)
+            cols = origin[:, 1:] + torch.arange(patch, device=idx.device)
+            pick = torch.arange(len(idx), device=idx.device)[:, None, None], rows[:, :, None], cols[:, None, :]
+            images = images[:, 0][pick].unsqueeze(1)
+            maps = [None if m is None else m[pick] for m in maps]
+            centroids = centroids - origin.to(centroids.dtype)[:, None, :, None]
+            # A window that cuts the painted structures may hold only part of each: its lower size
+            # bounds and centroid boxes no longer apply; upper bounds (absence included) still do.
+            cut = ~holds
+            sizes[cut, :, 0] = float("nan")
+            centroids[cut] = float("nan")
+        return Batch(images, maps[0], maps[1], sizes, centroids, idx, maps[2])
+
+
+def focus_boxes(data: SliceDataset) -> np.ndarray:
+    """``(N, 4)`` int64 ``(row_lo, row_hi, col_lo, col_hi)`` (inclusive) of each slice's painted
+    structures: its foreground strokes, else its dense labels' foreground; ``-1`` where it has neither."""
+    out = np.full((len(data), 4), -1, dtype=np.int64)
+    fg = np.zeros(data.images.shape, dtype=bool)
+    if data.scribbles is not None:
+        fg |= data.scribbles > 1  # background strokes may be anywhere
+    if data.labels is not None:
+        unpainted = ~fg.any(axis=(1, 2))
+        fg[unpainted] = data.labels[unpainted] > 0
+    rows, cols = fg.any(axis=2), fg.any(axis=1)
+    has = rows.any(axis=1)
+    if has.any():
+        out[has, 0] = rows[has].argmax(1)
+        out[has, 1] = rows.shape[1] - 1 - rows[has, ::-1].argmax(1)
+        out[has, 2] = cols[has].argmax(1)
+        out[has, 3] = cols.shape[1] - 1 - cols[has, ::-1].argmax(1)
+    return out
+
+
+FOCUSED_SHARE = 1 / 3
+"""Share of training windows placed to hold their slice's painted structures; the rest fall
+anywhere on the slice, so the network also sees what lies far from the structures (nnU-Net draws
+a third of its patches around the foreground for the same reason)."""
+
+
+def window_origins(
+    focus: Tensor, side: int, patch: int, generator: torch.Generator, focused_share: float = FOCUSED_SHARE
+) -> tuple[Tensor, Tensor]:
+    """Top-left corners of random ``patch``-sided windows in ``side``-sided slices.
+
+    A share ``focused_share`` of the windows hold their slice's ``focus`` box (rows and columns
+    inclusive, as :func:`focus_boxes`) wherever that fits, drawn uniformly among the corners that
+    keep it inside (where the box is longer than the window along an axis, the window is centred on
+    it there); the others, and those of slices without a box (``-1``), fall uniformly anywhere.
+
+    Returns:
+        ``(B, 2)`` corners and ``(B,)`` booleans: whether the window holds the whole box (always
+        true without one).
+    """
+    span = side - patch
+    lo = focus[:, 0::2]  # (B, 2): row_lo, col_lo
+    hi = focus[:, 1::2]
+    has = (lo >= 0).all(1, keepdim=True)
+    u = torch.rand((focus.shape[0], 3), device=focus.device, generator=generator)
+    focused = has & (u[:, :1] < focused_share)
+    first = (hi - patch + 1).clamp(0, span)  # the smallest corner that keeps hi inside
+    last = lo.clamp(0, span)  # the largest that keeps lo inside
+    centred = (torch.div(lo + hi + 1 - patch, 2, rounding_mode="floor")).clamp(0, span)
+    fits = first <= last
+    first = torch.where(focused & fits, first, torch.where(focused, centred, torch.zeros_like(first)))
+    last = torch.where(focused & fits, last, torch.where(focused, centred, torch.full_like(last, span)))
+    origin = (first + (u[:, 1:] * (last - first + 1).to(u.dtype)).long().clamp_max(last - first)).long()
+    holds = ~has[:, 0] | ((origin <= lo) & (origin + patch > hi)).all(1)
+    return origin, holds
 
 
 def _where_b(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -515,7 +515,7 @@ def train(
     preview = np.asarray(preview_index if preview_index is not None else _default_preview(len(data)))
     preview_images = torch.from_numpy(data.images[preview]).to(device)
     preview_labels = None if data.labels is None else data.labels[preview]
-    calibration = torch.from_numpy(data.images[_default_preview(len(data), CALIBRATION_SLICES)]).to(device)
+    calibration = _calibration_images(slices, config)
     t_tensor = torch.tensor(state.t, device=device)
     started = time.perf_counter()
     last = started
@@ -523,7 +523,9 @@ def train(
     try:
         while state.step < stop_at:
             model.train()
-            batch = slices.batch(config.batch_size, augment=config.augment, rotate=config.rotate, zoom=config.zoom)
+            batch = slices.batch(
+                config.batch_size, augment=config.augment, rotate=config.rotate, zoom=config.zoom, patch=config.patch
+            )
             x = batch.images
             if amp:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -695,6 +697,16 @@ CALIBRATION_SLICES = 64  # batch-norm statistics are re-estimated on at most thi
 
 
 @torch.no_grad()
+def _calibration_images(slices: DeviceSlices, config: TrainConfig) -> Tensor:
+    """``(N, S, S)`` slices to re-estimate batch norm on: up to :data:`CALIBRATION_SLICES` spread
+    over the data, whole; with ``config.patch``, windows cut from them as training cuts its own
+    (a fixed draw): the statistics the network learnt with are those of windows, and whole slices
+    (more of the dark surroundings) would shift every normalised feature at prediction."""
+    idx = torch.from_numpy(_default_preview(len(slices), CALIBRATION_SLICES)).to(slices.device)
+    generator = torch.Generator(device=slices.device).manual_seed(config.seed)
+    return slices.windows(idx, config.patch, generator).images[:, 0]
+
+
 def calibrate_batchnorm(model: nn.Module, images: Tensor | np.ndarray, *, amp: bool = True) -> None:
     """Set every batch-norm layer's running statistics to those of ``images`` (``(N, S, S)``).
 

@@ -32,6 +32,9 @@ from napari_wss.errors import InputError
         ({"amp": 1}, "amp must be true or false"),
         ({"rotate": -5.0}, r"rotate must be in \[0, 180\]"),
         ({"zoom": 0.6}, r"zoom must be in \[0, 0.5\]"),
+        ({"patch": 24}, r"patch must be 0 \(whole slices\) or a multiple of 2\^depth = 16 between 16 and size = 128"),
+        ({"patch": 256}, "patch must be 0"),
+        ({"patch": True}, "patch must be 0"),
     ],
 )
 def test_train_config_rejects(changes: dict, message: str) -> None:

@@ -18,12 +18,14 @@ from napari_wss.data import (
     bounds_from_priors,
     check_scribbles,
     crop_around,
+    focus_boxes,
     labels_to_scribbles,
     prepare_volume,
     resize_labels,
     rule_out_brighter,
     scribbles_to_labels,
     stroke_boxes,
+    window_origins,
 )
 from napari_wss.errors import InputError
 from napari_wss.losses import soft_centroid
@@ -321,6 +323,92 @@ def test_device_slices_epochs_and_shards() -> None:
     ranks = [DeviceSlices(ds, torch.device("cpu"), seed=1, shard=(r, 2)) for r in range(2)]
     parts = [r.batch(5, augment=False).index for r in ranks]
     assert sorted(torch.cat(parts).tolist()) == list(range(10))
+
+
+def _windowed_data() -> SliceDataset:
+    """Four 64² slices: a painted structure that fits a 32² window, one longer than it, one known
+    only from its dense labels, and one with nothing but a background stroke."""
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 64, 64), dtype=np.float32)
+    scribbles = np.zeros((4, 64, 64), np.uint8)
+    scribbles[0, 40:50, 5:20] = 2  # class 1, rows 40-49, columns 5-19
+    scribbles[0, 0:2, 60:64] = 1  # background strokes far away do not count
+    scribbles[1, 10:12, 4:60] = 3  # class 2, 56 columns long
+    scribbles[3, 30, 30] = 1
+    labels = np.zeros((4, 64, 64), np.uint8)
+    labels[2, 50:60, 50:64] = 1  # no strokes: the labels' foreground is the focus
+    sizes = np.full((4, 3, 2), np.nan, np.float32)
+    sizes[0, 1] = (100.0, 200.0)
+    cents = np.full((4, 3, 2, 2), np.nan, np.float32)
+    cents[0, 1] = [[40.0, 49.0], [5.0, 19.0]]
+    return SliceDataset(images, scribbles, labels, sizes, cents)
+
+
+def test_focus_boxes_from_foreground_strokes_else_labels() -> None:
+    boxes = focus_boxes(_windowed_data())
+    assert boxes.tolist() == [[40, 49, 5, 19], [10, 11, 4, 59], [50, 59, 50, 63], [-1, -1, -1, -1]]
+
+
+def test_window_origins_keep_the_focus_inside_where_asked_and_vary() -> None:
+    focus = torch.from_numpy(focus_boxes(_windowed_data())).repeat(300, 1)
+    o, holds = window_origins(focus, 64, 32, torch.Generator().manual_seed(0), focused_share=1.0)
+    o, holds = o.view(300, 4, 2), holds.view(300, 4)
+    assert o.min() >= 0 and o.max() <= 32
+    # Slices 0 and 2: the box fits, so it lies inside every window, at many positions.
+    for i, (r0, r1, c0, c1) in ((0, (40, 49, 5, 19)), (2, (50, 59, 50, 63))):
+        assert torch.all(o[:, i, 0] <= r0) and torch.all(o[:, i, 0] + 31 >= r1)
+        assert torch.all(o[:, i, 1] <= c0) and torch.all(o[:, i, 1] + 31 >= c1)
+        assert holds[:, i].all()
+    assert len(set(o[:, 0, 0].tolist())) > 10 and set(o[:, 0, 1].tolist()) == set(range(6))
+    # Slice 1: too long along the columns, so the window is centred on it there (rows still vary).
+    assert set(o[:, 1, 1].tolist()) == {16} and len(set(o[:, 1, 0].tolist())) > 5 and not holds[:, 1].any()
+    # Slice 3: no focus, anywhere on the slice (nothing to cut).
+    assert o[:, 3].min() == 0 and o[:, 3].max() == 32 and holds[:, 3].all()
+    # The default share: a third focused, the rest anywhere (some of which happen to hold the box).
+    o, holds = window_origins(focus, 64, 32, torch.Generator().manual_seed(1))
+    o, holds = o.view(300, 4, 2), holds.view(300, 4)
+    inside = (o[:, 0, 0] <= 40) & (o[:, 0, 0] + 31 >= 49) & (o[:, 0, 1] <= 5)
+    assert torch.equal(inside, holds[:, 0]) and 0.33 < inside.float().mean() < 0.6
+    assert o[:, 0, 1].max() == 32  # windows far from the stroke too
+
+
+def test_windowed_batches_cut_every_map_alike_and_move_the_boxes() -> None:
+    data = _windowed_data()
+    data.size_bounds[0, 2] = (0.0, 0.0)  # class 2 absent from slice 0: that holds in any window
+    slices = DeviceSlices(data, torch.device("cpu"), seed=3)
+    held = cut = 0
+    whole = DeviceSlices(data, torch.device("cpu"), seed=3).batch(4, augment=False)
+    for _ in range(12):
+        b = slices.batch(4, augment=False, patch=32)
+        assert b.images.shape == (4, 1, 32, 32) and b.scribbles is not None and b.labels is not None
+        assert b.scribbles.shape == b.labels.shape == (4, 32, 32)
+        for j, i in enumerate(b.index.tolist()):
+            # Find the window in the whole slice: the image pins it down.
+            full = torch.from_numpy(data.images[i])
+            window = b.images[j, 0]
+            hits = [(r, c) for r in range(33) for c in range(33) if torch.equal(full[r : r + 32, c : c + 32], window)]
+            assert len(hits) == 1
+            r, c = hits[0]
+            assert torch.equal(b.scribbles[j], torch.from_numpy(data.scribbles[i, r : r + 32, c : c + 32]))
+            assert torch.equal(b.labels[j], torch.from_numpy(data.labels[i, r : r + 32, c : c + 32]).long())
+            if i == 0 and int((b.scribbles[j] == 2).sum()) == 150:
+                # The stroke is whole: its box moved with the window, its size bounds did not.
+                held += 1
+                expected = torch.tensor([[40.0 - r, 49.0 - r], [5.0 - c, 19.0 - c]])
+                assert torch.equal(b.centroid_bounds[j, 1], expected)
+                assert b.size_bounds[j, 1].tolist() == [100.0, 200.0]
+            elif i == 0:  # cut: only the upper bounds still hold
+                cut += 1
+                assert b.centroid_bounds[j].isnan().all() and b.size_bounds[j, :, 0].isnan().all()
+                assert b.size_bounds[j, 1, 1] == 200.0
+            if i == 0:  # absence is an upper bound: it holds in any window
+                assert b.size_bounds[j, 2, 1] == 0.0
+    assert held and cut
+    assert not np.isnan(data.size_bounds[0, 1]).any() and not np.isnan(data.centroid_bounds[0, 1]).any()
+    # Windows leave the whole-slice stream alone, and augmentation applies to the window.
+    assert torch.equal(whole.index, DeviceSlices(data, torch.device("cpu"), seed=3).batch(4, augment=False).index)
+    assert slices.batch(4, augment=True, patch=32).images.shape == (4, 1, 32, 32)
+    assert slices.batch(4, augment=False, patch=64).images.shape == (4, 1, 64, 64)  # the whole slice
 
 
 def test_thin_scribbles_survive_shrinking() -> None:

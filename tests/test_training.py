@@ -11,6 +11,7 @@ import torch
 from napari_wss.config import TrainConfig
 from napari_wss.data import (
     Batch,
+    DeviceSlices,
     SliceDataset,
     SliceGeometry,
     bounds_from_labels,
@@ -29,6 +30,7 @@ from napari_wss.training import (
     Objective,
     TrainingError,
     TrainState,
+    _calibration_images,
     calibrate_batchnorm,
     load_checkpoint,
     predict_slices,
@@ -357,6 +359,30 @@ def test_training_hands_back_calibrated_statistics_when_finished_or_stopped() ->
         for (mean, var), (want_mean, want_var) in zip(_running_stats(st.model), _bn_input_stats(st.model, ds.images)):
             torch.testing.assert_close(mean, want_mean, rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(var, want_var, rtol=1e-4, atol=1e-5)
+
+
+def test_window_training_predicts_whole_slices_with_the_windows_statistics() -> None:
+    # Trained on 32-px windows of 64-px slices: previews are whole slices, and batch norm is
+    # calibrated on windows cut as training cuts them (a fixed draw), not on the whole slices.
+    (ds, _), _ = _phantom_data(size=64)
+    cfg = TrainConfig(steps=4, lr=3e-2, amp=False, **{**SMALL, "size": 64, "patch": 32, "preview_every": 4})
+    events = []
+    gen = train(ds, cfg, class_names=("bg", "RV", "Myo", "LV"))
+    try:
+        while True:
+            events.append(next(gen))
+    except StopIteration as stop:
+        state = stop.value
+    assert events[-1].preview is not None and events[-1].preview.shape[1:] == (64, 64)
+    slices = DeviceSlices(ds, torch.device("cpu"))
+    windows = _calibration_images(slices, cfg).numpy()
+    assert windows.shape == (len(ds), 32, 32)
+    assert np.array_equal(windows, _calibration_images(slices, cfg).numpy())  # the same draw each time
+    for (mean, var), (want_mean, want_var) in zip(_running_stats(state.model), _bn_input_stats(state.model, windows)):
+        torch.testing.assert_close(mean, want_mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(var, want_var, rtol=1e-4, atol=1e-5)
+    whole = _bn_input_stats(state.model, ds.images)
+    assert not torch.allclose(_running_stats(state.model)[0][0], whole[0][0], atol=1e-3)
 
 
 def test_penalty_warmup_scales_the_prior_terms_not_the_cross_entropy() -> None:

@@ -696,7 +696,6 @@ def _with_preview(event: TrainEvent, preview: np.ndarray, index: np.ndarray, dic
 CALIBRATION_SLICES = 64  # batch-norm statistics are re-estimated on at most this many slices
 
 
-@torch.no_grad()
 def _calibration_images(slices: DeviceSlices, config: TrainConfig) -> Tensor:
     """``(N, S, S)`` slices to re-estimate batch norm on: up to :data:`CALIBRATION_SLICES` spread
     over the data, whole; with ``config.patch``, windows cut from them as training cuts its own
@@ -707,6 +706,7 @@ def _calibration_images(slices: DeviceSlices, config: TrainConfig) -> Tensor:
     return slices.windows(idx, config.patch, generator).images[:, 0]
 
 
+@torch.no_grad()
 def calibrate_batchnorm(model: nn.Module, images: Tensor | np.ndarray, *, amp: bool = True) -> None:
     """Set every batch-norm layer's running statistics to those of ``images`` (``(N, S, S)``).
 

@@ -344,6 +344,10 @@ def test_calibrated_batchnorm_predicts_with_the_data_statistics() -> None:
         torch.testing.assert_close(var, want_var, rtol=1e-4, atol=1e-5)
     assert not model.training
     assert [m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)] == momenta
+    grad_on = []
+    model.register_forward_hook(lambda *_: grad_on.append(torch.is_grad_enabled()))
+    calibrate_batchnorm(model, images, amp=False)
+    assert grad_on == [False]  # statistics only: no autograd graph kept for the passes
 
 
 def test_training_hands_back_calibrated_statistics_when_finished_or_stopped() -> None:

@@ -218,6 +218,8 @@ class TrainConfig:
             network sees ``size``'s resolution. Each window keeps the slice's painted structures
             (foreground strokes, else the dense labels' foreground) inside where they fit; size
             bounds are unchanged and centroid boxes move with the window. A multiple of 2^depth.
+            Measured on ACDC at the CPU budget (128² windows of 256² slices): level with whole
+            128² slices at 1200 steps, behind at 2400 (docs/measurements.md); off by default.
         augment: random flips, 90° rotations and intensity jitter.
         rotate: with ``augment``, also turn each slice by an angle drawn from [−rotate, rotate]
             degrees (0 = off; the published ACDC scribble benchmarks use 20).

@@ -384,8 +384,8 @@ def main() -> None:
         "--patch",
         type=int,
         default=0,
-        help="train on random windows of this side cut from the --size slices (holding the painted structures); "
-        "predict whole slices (0 = train on whole slices)",
+        help="train on random windows of this side cut from the --size slices (a third placed around the painted "
+        "structures, the rest anywhere); predict whole slices (0 = train on whole slices)",
     )
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=16)

@@ -215,9 +215,11 @@ class TrainConfig:
         patch: train on random ``patch × patch`` windows of the ``size × size`` slices instead of
             whole slices (0 = whole slices); prediction still runs on whole slices (the network is
             fully convolutional). A step then costs what a ``patch``-sided slice costs while the
-            network sees ``size``'s resolution. Each window keeps the slice's painted structures
-            (foreground strokes, else the dense labels' foreground) inside where they fit; size
-            bounds are unchanged and centroid boxes move with the window. A multiple of 2^depth.
+            network sees ``size``'s resolution. A third of the windows are placed to hold the
+            slice's painted structures (foreground strokes, else the dense labels' foreground), the
+            rest anywhere; centroid boxes move with the window, and a window that cuts the
+            structures drops their lower size bounds and boxes (``data.window_origins``). Batch norm
+            is calibrated on windows. A multiple of 2^depth.
             Measured on ACDC at the CPU budget (128² windows of 256² slices): level with whole
             128² slices at 1200 steps, behind at 2400 (docs/measurements.md); off by default.
         augment: random flips, 90° rotations and intensity jitter.

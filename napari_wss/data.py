@@ -753,7 +753,7 @@ def window_origins(
     fits = first <= last
     first = torch.where(focused & fits, first, torch.where(focused, centred, torch.zeros_like(first)))
     last = torch.where(focused & fits, last, torch.where(focused, centred, torch.full_like(last, span)))
-    origin = (first + (u[:, 1:] * (last - first + 1).to(u.dtype)).long().clamp_max(last - first)).long()
+    origin = first + (u[:, 1:] * (last - first + 1).to(u.dtype)).long().clamp_max(last - first)
     holds = ~has[:, 0] | ((origin <= lo) & (origin + patch > hi)).all(1)
     return origin, holds
 

@@ -702,6 +702,8 @@ def _calibration_images(slices: DeviceSlices, config: TrainConfig) -> Tensor:
     (a fixed draw): the statistics the network learnt with are those of windows, and whole slices
     (more of the dark surroundings) would shift every normalised feature at prediction."""
     idx = torch.from_numpy(_default_preview(len(slices), CALIBRATION_SLICES)).to(slices.device)
+    if not config.patch:
+        return slices.images[idx]
     generator = torch.Generator(device=slices.device).manual_seed(config.seed)
     return slices.windows(idx, config.patch, generator).images[:, 0]
 

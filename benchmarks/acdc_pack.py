@@ -34,7 +34,7 @@ from napari_wss.data import (
     stroke_boxes,
 )
 from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, dice_per_slice, score_volume
-from napari_wss.postprocess import keep_largest_component
+from napari_wss.postprocess import enclosures, keep_largest_component
 
 FOLDS = [range(1, 21), range(21, 41), range(41, 61), range(61, 81), range(81, 101)]
 CLASSES = ("background", "RV", "myocardium", "LV")
@@ -292,8 +292,9 @@ def score_all(
 
 
 def largest_components(preds: list[np.ndarray]) -> list[np.ndarray]:
-    """The predictions with every class cut to its largest 3D connected component."""
-    return [keep_largest_component(p, K) for p in preds]
+    """The predictions with every class cut to its largest 3D connected component (the LV cavity
+    to the one its myocardium rings, as Predict volume does without strokes)."""
+    return [keep_largest_component(p, K, enclosed=enclosures(NAMES)) for p in preds]
 
 
 CLINICAL_INDICES = ("LV EDV", "LV EF", "RV EDV", "RV EF", "myo mass")

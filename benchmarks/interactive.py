@@ -78,6 +78,7 @@ from napari_wss.metrics import agreement, cardiac_indices, class_volumes_ml, sco
 from napari_wss.postprocess import (
     MYO_BRIGHTNESS_PERCENTILE,
     clear_absent,
+    enclosures,
     fill_lv_hull,
     keep_largest_component,
     limit_myocardium_brightness,
@@ -156,8 +157,9 @@ def held(
     Given ``image``, also its *dark myocardium* before the cavity (the default since 2026-11-29): the
     myocardium brighter than 99 % of the pixels under its strokes goes to its nearest other class.
     Given ``spacing`` (z, y, x mm) too, last the wall limited to 1.5 times the septum (the default
-    since 2026-11-29's second session)."""
-    cut = keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles)
+    since 2026-11-29's second session). An LV cavity its strokes do not mark keeps the component its
+    myocardium rings (the widget since 2026-11-29's fifth session)."""
+    cut = keep_largest_component(clear_absent(pred, absent), K, scribbles=scribbles, enclosed=enclosures(NAMES))
     ceiling = None if image is None else myocardium_ceiling(image, scribbles, NAMES)
     out = fill_lv_hull(cut if ceiling is None else limit_myocardium_brightness(cut, image, ceiling, NAMES), NAMES)
     return out if spacing is None else limit_wall_to_septum(out, NAMES, tuple(spacing[1:]))

@@ -15,12 +15,15 @@ wall limited to each factor times the septum's thickness measured on that output
     python benchmarks/postprocess_study.py /tmp/preds --wall-ed 8,10,12,15,20 --wall-es 12,15,18,20
     python benchmarks/postprocess_study.py /tmp/preds --myo-brightness 95,99,99.5,100
     python benchmarks/postprocess_study.py /tmp/preds --septum 1.25,1.5,2,2.5
+    python benchmarks/acdc_quality.py --folds 5 --rows full --save-predictions /tmp/cohort ...
+    python benchmarks/postprocess_study.py /tmp/cohort/full_fold5 --lv-per-patient
 
 Prints, per frame and variant, the median mean Dice, how many volumes went up and down against
 the islands-only output (and against the convex cavity alone), the per-class medians and volume
 ratios, the mean mL of predicted myocardium on the expert's background, RV and LV, and (with both
 frames of a patient) the clinical agreement: LV / RV EDV and EF, myocardial mass against the
-expert's.
+expert's. ``--lv-per-patient`` prints instead, per patient, the saved LV volumes and ejection
+fraction against the expert's and how much predicted LV lies on the expert's RV.
 """
 
 from __future__ import annotations
@@ -89,6 +92,39 @@ def variant_name(i: int, walls: list[str], brightness: list[float], septum: list
     return stroke_free[i - len(septum)]
 
 
+def lv_per_patient(files: list[Path]) -> None:
+    """One line per patient with both frames saved: LV EDV, ESV (mL) and EF (%) of the saved
+    prediction and of the expert, the EF error, and each frame's predicted LV on the expert's RV (mL)."""
+    lv, rv = NAMES.index("LV"), NAMES.index("RV")
+    frames: dict[int, dict[str, tuple[float, float, float]]] = {}
+    for f in files:
+        patient, phase = int(f.stem.split("_")[0]), f.stem.split("_")[1]
+        d = np.load(f)
+        voxel_ml = float(np.prod(d["spacing"])) / 1000.0
+        pred, gt = d["pred"] == lv, d["gt"]
+        frames.setdefault(patient, {})[phase] = (
+            pred.sum() * voxel_ml,
+            (gt == lv).sum() * voxel_ml,
+            (pred & (gt == rv)).sum() * voxel_ml,
+        )
+    for patient, f in sorted(frames.items()):
+        if {"ED", "ES"} <= set(f):
+            (edv, edv_ref, ed_on_rv), (esv, esv_ref, es_on_rv) = f["ED"], f["ES"]
+            ef, ef_ref = 100 * (1 - esv / max(edv, 1e-9)), 100 * (1 - esv_ref / max(edv_ref, 1e-9))
+            print(
+                json.dumps(
+                    {
+                        "patient": patient,
+                        "LV EDV": [round(edv, 1), round(edv_ref, 1)],
+                        "LV ESV": [round(esv, 1), round(esv_ref, 1)],
+                        "LV EF": [round(ef, 1), round(ef_ref, 1)],
+                        "EF error": round(ef - ef_ref, 1),
+                        "LV on expert RV (ED, ES)": [round(ed_on_rv, 1), round(es_on_rv, 1)],
+                    }
+                )
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("preds", type=Path, help="the folder interactive.py --save-predictions wrote")
@@ -108,7 +144,16 @@ def main() -> None:
         help="add the stroke-free rules: convex LV + wall <= 1.5 x septum, without and with the myocardium first "
         "kept under the prediction's own wall / blood threshold",
     )
+    ap.add_argument(
+        "--lv-per-patient",
+        action="store_true",
+        help="only print, per patient, the saved predictions' LV volumes and ejection fraction against the "
+        "expert's, and how much of the predicted LV lies on the expert's RV",
+    )
     args = ap.parse_args()
+    if args.lv_per_patient:
+        lv_per_patient(sorted(args.preds.glob("*_E[DS].npz")))
+        return
     brightness = [float(x) for x in args.myo_brightness.split(",") if x]
     septum = [float(x) for x in args.septum.split(",") if x]
     walls = {"ED": [float(x) for x in args.wall_ed.split(",")], "ES": [float(x) for x in args.wall_es.split(",")]}

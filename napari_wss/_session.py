@@ -234,8 +234,8 @@ def build_job(
     structures); predictions outside it are background. ``islands`` (``"volume"`` or ``"slice"``):
     previews clear each class from the slices training keeps it off (strokes without it, Absent
     ticks; :func:`~napari_wss.postprocess.clear_absent`), and those that show every slice keep,
-    per class, the objects its strokes touch (its largest where they touch none), as Predict volume
-    does (:func:`~napari_wss.postprocess.keep_largest_component`).
+    per class, the objects its strokes touch (its largest where they touch none; the LV, the one its
+    myocardium rings), as Predict volume does (:func:`~napari_wss.postprocess.keep_largest_component`).
     ``lv_hull``: previews then hand the myocardium inside the LV cavity's convex hull to the cavity
     (:func:`~napari_wss.postprocess.fill_lv_hull`; refused unless classes are named LV and myocardium).
     ``max_wall`` = (mm, in-plane spacing in mm): previews then drop the myocardium farther than that
@@ -502,7 +502,13 @@ def _train_steps(
     import torch
 
     from napari_wss import metrics, training
-    from napari_wss.postprocess import clear_absent, heart_rules, keep_largest_component, limit_myocardium_brightness
+    from napari_wss.postprocess import (
+        clear_absent,
+        enclosures,
+        heart_rules,
+        keep_largest_component,
+        limit_myocardium_brightness,
+    )
 
     training.after_warm_up()  # the widget's background warm-up, if still running, ends first
     if state is None:
@@ -553,7 +559,11 @@ def _train_steps(
                     frame = clear_absent(frame, absent[rows])
                     if len(rows) == job.n_slices:  # 3D objects need every slice
                         frame = keep_largest_component(
-                            frame, len(job.class_names), per_slice=job.islands == "slice", scribbles=job.scribbles
+                            frame,
+                            len(job.class_names),
+                            per_slice=job.islands == "slice",
+                            scribbles=job.scribbles,
+                            enclosed=enclosures(job.class_names),
                         )
                 if job.myo_ceiling is not None and job.image is not None:
                     frame = limit_myocardium_brightness(frame, job.image[rows], job.myo_ceiling, job.class_names)

@@ -46,6 +46,7 @@ from napari_wss.models.unet import build_model
 from napari_wss.postprocess import (
     LARGEST_COMPONENT,
     clear_absent,
+    enclosures,
     heart_rules,
     keep_largest_component,
     limit_myocardium_brightness,
@@ -895,7 +896,9 @@ def predict_volume(
     ``"slice"`` its largest in every slice (a stack of separate images), None keeps everything
     (:func:`~napari_wss.postprocess.keep_largest_component`; the probabilities are not changed).
     ``scribbles`` (the strokes on the image's grid, class c painted as c + 1): with
-    ``largest_component``, a class keeps the components its own strokes mark instead of its largest.
+    ``largest_component``, a class keeps the components its own strokes mark instead of its largest;
+    an LV cavity without strokes keeps the component its myocardium rings
+    (:func:`~napari_wss.postprocess.enclosures`), classes found by name.
     ``lv_hull``: then, on every slice, the myocardium inside the LV cavity's convex hull joins the
     cavity (papillary muscles; :func:`~napari_wss.postprocess.fill_lv_hull`, classes found by name).
     ``absent`` ``(Z, K)`` booleans: first, each class is cleared from the slices where it is marked
@@ -961,7 +964,11 @@ def predict_volume(
     if largest_component is not None:
         marks = None if scribbles is None else np.asarray(scribbles).reshape(img.shape)
         labels = keep_largest_component(
-            labels, state.num_classes, per_slice=largest_component == "slice", scribbles=marks
+            labels,
+            state.num_classes,
+            per_slice=largest_component == "slice",
+            scribbles=marks,
+            enclosed=enclosures(state.class_names),
         )
     if myo_ceiling is not None:
         labels = limit_myocardium_brightness(labels, img, myo_ceiling, state.class_names)

@@ -16,6 +16,7 @@ from napari_wss.errors import InputError
 from napari_wss.postprocess import (
     FROM_PREDICTION,
     clear_absent,
+    enclosures,
     fill_convex_hull,
     fill_lv_hull,
     keep_largest_component,
@@ -110,6 +111,45 @@ def test_strokes_keep_the_object_they_mark_over_a_larger_stray() -> None:
     assert per_image[1, 0, 0] == 1 and per_image[1, 5, 5] == 0  # slice 1: the stroke at (1, 1)
     with pytest.raises(ValueError, match="scribbles have shape"):
         keep_largest_component(lab, 3, scribbles=scr[0])
+
+
+def _ringed_cavity_beside_a_larger_pool() -> np.ndarray:
+    """Two slices: an LV cavity (3) of 9 pixels ringed by myocardium (2), and beside it a pool
+    also painted LV, 25 pixels a slice, touching the ring at one pixel (an RV taken for the LV)."""
+    lab = np.zeros((2, 12, 16), dtype=np.uint8)
+    lab[:, 2:7, 2:7] = 2
+    lab[:, 3:6, 3:6] = 3  # the ringed cavity
+    lab[:, 2:7, 7:13] = 3  # the pool, against the ring's right side
+    lab[:, 2:7, 7] = 0  # a column of background between them
+    lab[:, 4, 7] = 2  # the ring's rim touches it there
+    return lab
+
+
+def test_an_enclosed_class_keeps_the_component_its_surround_rings() -> None:
+    lab = _ringed_cavity_beside_a_larger_pool()
+    cavity, pool = (lab == 3) & (np.arange(16) < 7), (lab == 3) & (np.arange(16) >= 7)
+    assert pool.sum() > cavity.sum()
+    plain = keep_largest_component(lab, 4)
+    assert (plain[pool] == 3).all() and (plain[cavity] == 0).all()  # the largest: the wrong one
+    out = keep_largest_component(lab, 4, enclosed={3: 2})
+    assert (out[cavity] == 3).all() and (out[pool] == 0).all()
+    np.testing.assert_array_equal(out[lab != 3], lab[lab != 3])  # the other classes untouched
+    np.testing.assert_array_equal(keep_largest_component(lab, 4, enclosed={3: 2}, per_slice=True), out)
+    # A stroke still decides: marked on the pool, the pool stays.
+    scr = np.zeros_like(lab)
+    scr[0, 4, 10] = 4
+    kept = keep_largest_component(lab, 4, enclosed={3: 2}, scribbles=scr)
+    assert (kept[pool] == 3).all() and (kept[cavity] == 0).all()
+    # With no surround anywhere, the largest component as before.
+    bare = np.where(lab == 2, 0, lab).astype(np.uint8)
+    np.testing.assert_array_equal(keep_largest_component(bare, 4, enclosed={3: 2}), keep_largest_component(bare, 4))
+
+
+def test_enclosures_name_the_lv_and_its_myocardium() -> None:
+    assert enclosures(["background", "RV", "myocardium", "LV"]) == {3: 2}
+    assert enclosures(["bg", "left ventricle", "myo"]) == {1: 2}
+    assert enclosures(["background", "RV", "LV"]) == {}
+    assert enclosures(["background", "cell"]) == {}
 
 
 def test_absent_classes_follow_the_bounds_rules() -> None:

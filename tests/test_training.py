@@ -458,6 +458,33 @@ def test_the_dark_myocardium_term_keeps_the_wall_off_bright_pixels() -> None:
         next(train(ds, cfg.with_(ruled_out_weight=1.0), class_names=("bg", "RV", "Myo", "LV")))
 
 
+def test_predict_volume_keeps_the_lv_its_myocardium_rings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without LV strokes, Predict volume's island removal keeps the LV object the myocardium
+    rings, not a larger pool painted LV beside it (an RV taken for the LV), for a model whose
+    classes are named so; a model of other names keeps the largest, as before."""
+    import napari_wss.training as training
+
+    lab = np.zeros((2, 32, 32), dtype=np.uint8)
+    lab[:, 4:14, 4:14] = 2
+    lab[:, 6:12, 6:12] = 3  # the ringed cavity, 36 px a slice
+    lab[:, 4:14, 16:26] = 3  # a pool of 100 px a slice, clear of the ring
+    lab[:, 8:10, 14:16] = 2  # the ring touches it there
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(lab).long(), 4).permute(0, 3, 1, 2).float()
+    fake = lambda model, images, **kw: onehot[: len(images)]  # noqa: E731  # the network's answer, fixed
+    image = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
+    ph = cardiac_phantom(n_slices=2, size=32, seed=0)
+    (ds, _) = prepare_volume(ph.image, num_classes=4, size=32, scribbles=ph.scribbles)
+    cfg = TrainConfig(mode="partial", penalty="none", steps=1, **SMALL)
+    heart = _run(train(ds, cfg, class_names=("background", "RV", "myocardium", "LV")))
+    other = _run(train(ds, cfg))
+    monkeypatch.setattr(training, "predict_slices", fake)
+    cavity, pool = (lab == 3) & (np.arange(32) < 14), (lab == 3) & (np.arange(32) >= 16)
+    kept = predict_volume(heart, image, largest_component="volume")
+    assert (kept[cavity] == 3).all() and (kept[pool] == 0).all()
+    plain = predict_volume(other, image, largest_component="volume")
+    assert (plain[pool] == 3).all() and (plain[cavity] == 0).all()
+
+
 def test_predict_volume_largest_component_post_processes_the_labels_only() -> None:
     ph = cardiac_phantom(n_slices=3, size=64, seed=2)
     (ds, _) = prepare_volume(ph.image, num_classes=4, size=32, scribbles=ph.scribbles)

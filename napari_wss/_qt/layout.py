@@ -168,7 +168,8 @@ def build_layout(w: WssWidget) -> None:
     w.largest_component.setToolTip(
         "Predict volume clears each class from the slices your strokes (or Absent ticks) say it is not on, "
         "then keeps, per class, the connected objects your strokes of that class touch, or its "
-        "largest object where none does; the rest becomes background (3D; per image for a PNG folder). "
+        "largest object where none does (for a class named LV, the one its myocardium rings); the rest "
+        "becomes background (3D; per image for a PNG folder). "
         "Right for one heart, wrong for many cells."
     )
     run.addWidget(w.largest_component, 3, 0)

@@ -59,7 +59,7 @@ def keep_largest_component(
     ``enclosed`` maps a class to the class that surrounds it (a heart's LV cavity to its
     myocardium, :func:`enclosures`): with no stroke to go by, such a class keeps the component
     with the most voxels times the share of its in-plane rim that is the surrounding class, not
-    merely the largest. On ACDC's end-systolic frames of dilated right ventricles the network
+    merely the largest (objects under a twentieth of the largest are not weighed). On ACDC's end-systolic frames of dilated right ventricles the network
     paints part of the RV pool as LV, larger than the true, ringed cavity, which the plain cut
     then drops (benchmarks/acdc_quality.py).
 
@@ -111,7 +111,9 @@ def keep_largest_component(
             sizes = np.bincount(components.ravel())
             sizes[0] = 0
             if enclosed and c in enclosed:
-                score = sizes * _rim_shares(components, n, lab == enclosed[c])
+                # strays under a twentieth of the largest are not weighed (a stray-ridden map has thousands)
+                candidates = np.flatnonzero(sizes >= sizes.max() / 20)
+                score = sizes * _rim_shares(components, candidates, lab == enclosed[c])
                 best = score.argmax() if score.max() > 0 else sizes.argmax()
             else:
                 best = sizes.argmax()
@@ -120,13 +122,16 @@ def keep_largest_component(
     return out
 
 
-def _rim_shares(components: np.ndarray, n: int, surround: np.ndarray) -> np.ndarray:
-    """For components ``1..n`` of a 2D or 3D map, the share of each one's in-plane rim (the
-    pixels next to it on its own slices, 8-connected) where ``surround`` holds; index 0 is 0."""
+def _rim_shares(components: np.ndarray, which: np.ndarray, surround: np.ndarray) -> np.ndarray:
+    """For the components ``which`` (labels of ``ndimage.label``) of a 2D or 3D map, the share of
+    each one's in-plane rim (the pixels next to it on its own slices, 8-connected) where
+    ``surround`` holds, indexed by label; 0 for the others."""
     ring = np.zeros((3,) * components.ndim, dtype=bool)
     ring[(1,) * (components.ndim - 2)] = True  # the middle plane: neighbours within the slice
-    shares = np.zeros(n + 1)
-    for i, box in enumerate(ndimage.find_objects(components), start=1):
+    boxes = ndimage.find_objects(components)
+    shares = np.zeros(len(boxes) + 1)
+    for i in which:
+        box = boxes[i - 1] if i > 0 else None
         if box is None:
             continue
         grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)

@@ -1498,7 +1498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--largest-component",
         action="store_true",
-        help="keep only each class's largest connected object (in 3D; per image for a PNG folder)",
+        help="keep only each class's largest connected object (in 3D; per image for a PNG folder; a class "
+        "named LV keeps the object its myocardium rings most, area for area)",
     )
     p.add_argument(
         "--scribbles",

@@ -59,9 +59,9 @@ def keep_largest_component(
     ``enclosed`` maps a class to the class that surrounds it (a heart's LV cavity to its
     myocardium, :func:`enclosures`): with no stroke to go by, such a class keeps the component
     with the most voxels times the share of its in-plane rim that is the surrounding class, not
-    merely the largest (objects under a twentieth of the largest are not weighed). On ACDC's end-systolic frames of dilated right ventricles the network
-    paints part of the RV pool as LV, larger than the true, ringed cavity, which the plain cut
-    then drops (benchmarks/acdc_quality.py).
+    merely the largest (objects under a twentieth of the largest are not weighed). On ACDC's
+    end-systolic frames of dilated right ventricles the network paints part of the RV pool as LV,
+    larger than the true, ringed cavity, which the plain cut then drops (benchmarks/acdc_quality.py).
 
     Args:
         labels: integer label map, 2D ``(Y, X)`` or 3D ``(Z, Y, X)``.

@@ -96,33 +96,26 @@ def lv_per_patient(files: list[Path]) -> None:
     """One line per patient with both frames saved: LV EDV, ESV (mL) and EF (%) of the saved
     prediction and of the expert, the EF error, and each frame's predicted LV on the expert's RV (mL)."""
     lv, rv = NAMES.index("LV"), NAMES.index("RV")
-    frames: dict[int, dict[str, tuple[float, float, float]]] = {}
+    frames: dict[int, dict[str, tuple[np.ndarray, np.ndarray, float]]] = {}
     for f in files:
         patient, phase = int(f.stem.split("_")[0]), f.stem.split("_")[1]
         d = np.load(f)
-        voxel_ml = float(np.prod(d["spacing"])) / 1000.0
-        pred, gt = d["pred"] == lv, d["gt"]
+        pred, gt, spacing = d["pred"], d["gt"], d["spacing"]
+        on_rv = ((pred == lv) & (gt == rv)).sum() * float(np.prod(spacing)) / 1000.0
         frames.setdefault(patient, {})[phase] = (
-            pred.sum() * voxel_ml,
-            (gt == lv).sum() * voxel_ml,
-            (pred & (gt == rv)).sum() * voxel_ml,
+            class_volumes_ml(pred, K, spacing),
+            class_volumes_ml(gt, K, spacing),
+            on_rv,
         )
     for patient, f in sorted(frames.items()):
         if {"ED", "ES"} <= set(f):
-            (edv, edv_ref, ed_on_rv), (esv, esv_ref, es_on_rv) = f["ED"], f["ES"]
-            ef, ef_ref = 100 * (1 - esv / max(edv, 1e-9)), 100 * (1 - esv_ref / max(edv_ref, 1e-9))
-            print(
-                json.dumps(
-                    {
-                        "patient": patient,
-                        "LV EDV": [round(edv, 1), round(edv_ref, 1)],
-                        "LV ESV": [round(esv, 1), round(esv_ref, 1)],
-                        "LV EF": [round(ef, 1), round(ef_ref, 1)],
-                        "EF error": round(ef - ef_ref, 1),
-                        "LV on expert RV (ED, ES)": [round(ed_on_rv, 1), round(es_on_rv, 1)],
-                    }
-                )
-            )
+            got = cardiac_indices(f["ED"][0], f["ES"][0], NAMES)
+            ref = cardiac_indices(f["ED"][1], f["ES"][1], NAMES)
+            row: dict[str, object] = {"patient": patient}
+            row.update({k: [round(got[k], 1), round(ref[k], 1)] for k in ("LV EDV", "LV ESV", "LV EF")})
+            row["EF error"] = round(got["LV EF"] - ref["LV EF"], 1)
+            row["LV on expert RV (ED, ES)"] = [round(f["ED"][2], 1), round(f["ES"][2], 1)]
+            print(json.dumps(row))
 
 
 def main() -> None:

@@ -247,7 +247,8 @@ class ModelActions:
     def predict_cine(self) -> Any:
         """Segment every frame of the picked frame's cine file (in a worker) into one 4D prediction
         layer, shown over a 4D image of the cine, with the same clean-up as Predict volume (the
-        strokes belong to one frame, so each class keeps its largest object); returns the worker.
+        strokes belong to one frame, so each class keeps its largest object, the LV the one its
+        myocardium rings); returns the worker.
         The status line then names end-diastole and end-systole (the frames of the largest and
         smallest LV) and gives the indices of the two."""
         with user_errors():

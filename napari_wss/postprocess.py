@@ -130,8 +130,8 @@ def _rim_shares(components: np.ndarray, which: np.ndarray, surround: np.ndarray)
     ring[(1,) * (components.ndim - 2)] = True  # the middle plane: neighbours within the slice
     boxes = ndimage.find_objects(components)
     shares = np.zeros(len(boxes) + 1)
-    for i in which:
-        box = boxes[i - 1] if i > 0 else None
+    for i in which:  # labels 1..n
+        box = boxes[i - 1]
         if box is None:
             continue
         grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)

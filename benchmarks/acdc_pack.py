@@ -215,14 +215,17 @@ def dataset(pack: Pack, slices: np.ndarray, sizes: np.ndarray, cents: np.ndarray
 
 
 @torch.no_grad()
-def predict_test_volumes(model: torch.nn.Module, pack: Pack, volumes: np.ndarray, batch: int = 32) -> list[np.ndarray]:
-    """Source-grid label volumes: network probabilities resized back bilinearly, then arg-max."""
+def predict_test_volumes(
+    model: torch.nn.Module, pack: Pack, volumes: np.ndarray, batch: int = 32, tta: int = 1
+) -> list[np.ndarray]:
+    """Source-grid label volumes: network probabilities (averaged over ``tta`` symmetries, see
+    ``predict_slices``) resized back bilinearly, then arg-max."""
     from napari_wss.training import predict_slices
 
     out = []
     for v in volumes:
         idx = np.flatnonzero(pack.volume == v)
-        probs = predict_slices(model, pack.images[idx], batch_size=batch)
+        probs = predict_slices(model, pack.images[idx], batch_size=batch, tta=tta)
         h, w = pack.shapes[v][1:]
         full = F.interpolate(probs, size=(int(h), int(w)), mode="bilinear", align_corners=False)
         out.append(full.argmax(1).to(torch.uint8).cpu().numpy())

@@ -48,7 +48,7 @@ from acdc_pack import (
     user_bounds,
 )
 
-from napari_wss.config import PENALTY_WEIGHTS, Mode, Penalty, TrainConfig
+from napari_wss.config import PENALTY_WEIGHTS, TTA_CHOICES, Mode, Penalty, TrainConfig
 from napari_wss.data import bounds_from_labels, rule_out_brighter
 from napari_wss.postprocess import (
     FROM_PREDICTION,
@@ -121,11 +121,12 @@ def _score(
     pool: ProcessPoolExecutor | None,
     source: Pack | None = None,
     save_to: Path | None = None,
+    tta: int = 1,
 ) -> dict:
     """The scores of ``model`` on ``test_vols``; ``source`` = the pack at its stored size, whose
     images the brightness rule reads (``pack`` when None); ``save_to``: write each test volume's
-    cut prediction there."""
-    preds = predict_test_volumes(model, pack, test_vols)
+    cut prediction there; ``tta``: symmetries the probabilities are averaged over."""
+    preds = predict_test_volumes(model, pack, test_vols, tta=tta)
     dice, hd = score_all(preds, pack, test_vols, pool)
     kept = largest_components(preds)
     images = [source_image(source or pack, v) for v in test_vols]
@@ -229,9 +230,11 @@ def run_one(
     size_scale: float = 1.0,
     source: Pack | None = None,
     save_to: Path | None = None,
+    tta: tuple[int, ...] = (1,),
 ) -> list[dict]:
-    """The row's record, then one per ``pseudo`` entry: the same model trained ``second_press``
-    more steps, on its own confident predictions as strokes (a confidence) or as it was (None).
+    """The row's records, one per ``tta`` entry (symmetries averaged at prediction, same model), then
+    one per ``pseudo`` entry: the same model trained ``second_press`` more steps, on its own
+    confident predictions as strokes (a confidence) or as it was (None).
     ``source`` as :func:`_score`; ``save_to``: the first press's predictions go to a folder there
     named by the row and fold."""
     train_vols, test_vols = pack.fold_volumes(fold)
@@ -256,8 +259,14 @@ def run_one(
     train_s = time.perf_counter() - start
     if save_to is not None:  # one folder per row and fold, named by the row as recorded
         save_to = save_to / f"{re.sub(r'[^A-Za-z0-9.+-]+', '_', name)}_fold{fold}"
-    scores = _score(state.model.to(device), pack, test_vols, pool, source, save_to)
-    records = [_record(name, fold, scores, cfg, train_s, len(test_vols))]
+    records = []
+    for n in tta:  # the saved predictions are the first's
+        scores = _score(state.model.to(device), pack, test_vols, pool, source, save_to, tta=n)
+        save_to = None
+        records.append(
+            _record(name if n == 1 else f"{name}, {n} symmetries averaged", fold, scores, cfg, train_s, len(test_vols))
+        )
+        records[-1]["tta"] = n
     records[0]["size_binding"] = _size_binding(state.model, pack, slices, sizes)
     if ruled:
         records[0]["ruled_out"] = ruled
@@ -450,6 +459,12 @@ def main() -> None:
     ap.add_argument(
         "--size-scale", type=float, default=1.0, help="multiply the prior rows' size weight by this (1 = the defaults)"
     )
+    ap.add_argument(
+        "--tta",
+        default="1",
+        help="comma-separated: score each trained model once per entry, its probabilities averaged over that many "
+        f"of the square's symmetries {TTA_CHOICES} (1 = plain; e.g. 1,8 compares both on the same training)",
+    )
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument(
@@ -463,6 +478,12 @@ def main() -> None:
     ap.add_argument("--extra-folds", default="1")
     ap.add_argument("--deadline", type=float, default=0, help="unix time: skip runs that would end after it")
     args = ap.parse_args()
+    try:
+        tta = tuple(int(n) for n in args.tta.split(","))
+    except ValueError:
+        ap.error(f"--tta takes comma-separated integers, got {args.tta!r}")
+    if not tta or any(n not in TTA_CHOICES for n in tta):
+        ap.error(f"--tta entries must be among {TTA_CHOICES}, got {args.tta!r}")
     if args.position_bins < 1:
         ap.error(f"--position-bins must be at least 1, got {args.position_bins}")
     pool = ProcessPoolExecutor(args.workers) if args.workers else None  # before CUDA starts
@@ -502,6 +523,7 @@ def main() -> None:
                 continue
         t0 = time.time()
         pseudo = tuple(None if p == "none" else float(p) for p in args.pseudo.split(",")) if args.second_press else ()
+
         rs = run_one(
             pack,
             fold,
@@ -517,6 +539,7 @@ def main() -> None:
             args.size_scale,
             source,
             args.save_predictions,
+            tta,
         )
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)

@@ -64,7 +64,7 @@ from acdc_pack import (
     load_pack,
 )
 
-from napari_wss.config import PENALTY_WEIGHTS, ClassPrior, Penalty, TrainConfig
+from napari_wss.config import PENALTY_WEIGHTS, TTA_CHOICES, ClassPrior, Penalty, TrainConfig
 from napari_wss.data import (
     SliceDataset,
     bounds_from_labels,
@@ -165,12 +165,14 @@ def held(
     return out if spacing is None else limit_wall_to_septum(out, NAMES, tuple(spacing[1:]))
 
 
-def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def score_frame(state, image, geom, absent, scribbles, gt, spacing, tta=1) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Mean Dice: as predicted (``dice``); each class cut to its largest 3D component (``lcc``);
     classes the scribbles mark absent cleared from their slices (``absent``); each class cut to
     the 3D components its own strokes touch, the largest where none does (``marked``: the
     plugin's Predict volume). Then, for Predict volume's output, each class's Dice, its volume
-    over the expert's (``_vol``) and its volume in mL (``_mL``)."""
+    over the expert's (``_vol``) and its volume in mL (``_mL``). ``tta`` > 1: also ``tta``, the
+    ``septum`` variant predicted with that many symmetries averaged, and ``tta_s``, that
+    prediction's seconds."""
     pred = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device)
     variants = {
         "dice": pred,
@@ -184,7 +186,14 @@ def score_frame(state, image, geom, absent, scribbles, gt, spacing) -> dict[str,
     variants["held"] = held(pred, absent, scribbles)
     variants["dark"] = held(pred, absent, scribbles, image)  # and the myocardium no brighter than its strokes
     variants["septum"] = held(pred, absent, scribbles, image, spacing)  # and the wall within 1.5 x the septum
+    if tta > 1:
+        t0 = time.perf_counter()
+        averaged = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device, tta=tta)
+        seconds = time.perf_counter() - t0
+        variants["tta"] = held(averaged, absent, scribbles, image, spacing)
     out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
+    if tta > 1:
+        out["tta_s"] = seconds
     return (
         out
         | class_columns(variants["marked"], gt, spacing)
@@ -209,6 +218,7 @@ def run_volume(  # type: ignore[no-untyped-def]
     oracle=None,
     state=None,
     joint=None,
+    tta=1,
 ):
     """One press of Train on this volume, scored at the budgets. ``joint`` = (image, scribbles,
     spacing, boxes) of another frame of the patient trained with it in the same press (the widget's
@@ -230,7 +240,7 @@ def run_volume(  # type: ignore[no-untyped-def]
     remaining = sorted(budgets)
 
     def score() -> dict[str, float]:
-        return score_frame(state, image, geom, absent, scribbles, gt, spacing)
+        return score_frame(state, image, geom, absent, scribbles, gt, spacing, tta)
 
     for _ in gen:
         if first_preview is None:
@@ -586,6 +596,14 @@ def main() -> None:
         "next heart without New model; the first volume starts a new one); before it, that model predicts the "
         "volume in the crop around its strokes (before_ columns: Predict volume on a painted heart not trained on)",
     )
+    ap.add_argument(
+        "--tta",
+        type=int,
+        default=1,
+        choices=TTA_CHOICES,
+        help="also score Predict volume with its probabilities averaged over this many of the square's symmetries "
+        "(columns tta@, and tta_s@ its seconds; off the clock like every score)",
+    )
     ap.add_argument("--crop-margin", type=float, default=0.35, help="-1 = no crop: the whole slice is resized")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0, help="the training seed (weights, batches, augmentation)")
@@ -725,8 +743,9 @@ def main() -> None:
             "first_preview_s": round(first, 2),
             **{
                 f"{k}@{b}s": round(d[k], 4)
-                for k in ("dice", "lcc", "absent", "marked", "hull", "held", "dark", "septum")
+                for k in ("dice", "lcc", "absent", "marked", "hull", "held", "dark", "septum", "tta", "tta_s")
                 for b, d in dice_at.items()
+                if k in d
             },
             # Predict volume at the last budget, per class: Dice, volume / the expert's, volume in mL
             **{
@@ -770,11 +789,12 @@ def main() -> None:
             oracle=args.oracle_sizes,
             state=start_from,
             joint=joint,
+            tta=args.tta,
         )
         if partner is not None:
             info["joint_with"] = str(pack.phases[partner])
             _, p_geom, p_absent = prepare(p_image, p_scribbles, p_spacing, ranges, p_boxes, press, args.crop_margin)
-            p_score = score_frame(state, p_image, p_geom, p_absent, p_scribbles, p_gt, p_spacing)
+            p_score = score_frame(state, p_image, p_geom, p_absent, p_scribbles, p_gt, p_spacing, args.tta)
             p_info = {**info, "joint_with": str(pack.phases[v])}
             partner_rows[partner] = make_row(partner, first, {b: p_score for b in dice_at}, p_gt, p_spacing, p_info)
         if start_from is not None:

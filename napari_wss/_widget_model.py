@@ -95,9 +95,9 @@ class ModelActions:
         spacing = self.w.spacing_zyx()
         return SEPTUM_FACTOR, (1.0, 1.0) if spacing is None else (spacing[1], spacing[2])
 
-    def heart_options(self, class_names: Any) -> dict[str, Any]:
-        """Predict volume's heart rules as ticked (:func:`~napari_wss.training.predict_volume`'s
-        ``lv_hull``, ``septum_factor``, ``max_wall_mm`` and the in-plane ``spacing_yx`` they measure in)."""
+    def predict_options(self, class_names: Any) -> dict[str, Any]:
+        """Predict volume's options as ticked (:func:`~napari_wss.training.predict_volume`'s ``tta`` and
+        heart rules ``lv_hull``, ``septum_factor``, ``max_wall_mm`` and the in-plane ``spacing_yx`` they measure in)."""
         names = list(class_names)
         wall, septum = self.wall_limit(names), self.septum_rule(names)
         spacing = wall[1] if wall is not None else None if septum is None else septum[1]
@@ -106,6 +106,7 @@ class ModelActions:
             "septum_factor": None if septum is None else septum[0],
             "max_wall_mm": None if wall is None else wall[0],
             "spacing_yx": spacing,
+            "tta": 8 if self.w.tta.isChecked() else 1,
         }
 
     def wall_limit(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:
@@ -182,7 +183,7 @@ class ModelActions:
                 largest_component=keep,
                 scribbles=marks,
                 absent=absent,
-                **self.heart_options(w.state.class_names),
+                **self.predict_options(w.state.class_names),
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )
@@ -272,7 +273,7 @@ class ModelActions:
                 device=w.settings.device.currentText(),
                 myo_ceiling=self.myo_ceiling(np.asarray(image.data), strokes, w.state.class_names),
                 largest_component=self.islands(image),
-                **self.heart_options(w.state.class_names),
+                **self.predict_options(w.state.class_names),
                 _start_thread=False,
                 _connect={"errored": lambda exc: notify_error(exc, "Prediction")},
             )

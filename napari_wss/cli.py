@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_wss.config import TTA_CHOICES
 from napari_wss.errors import InputError
 
 log = logging.getLogger("napari_wss.cli")
@@ -651,7 +652,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             n = marks.shape[0] if marks.ndim == 3 else 1
             absent = absent_classes(n, state.num_classes, scribbles=marks)  # as the widget's Predict volume
     geometry = _placed(state, img.data, img.path.name, strokes)
-    heart = _heart_rules(args, img.spacing)
+    heart = _predict_options(args, img.spacing)
     if args.dark_myocardium and strokes is not None:
         from napari_wss.postprocess import myocardium_ceiling
 
@@ -705,10 +706,10 @@ def _placed(
     return geometry
 
 
-def _heart_rules(args: argparse.Namespace, spacing_zyx: tuple[float, float, float]) -> dict[str, Any]:
-    """``predict_volume``'s heart options from ``--lv-hull`` / ``--septum-wall`` / ``--max-wall-mm`` /
-    ``--dark-myocardium`` (the ceiling from the prediction: the single-image path puts its strokes'
-    in when it has them) and the image's voxel size."""
+def _predict_options(args: argparse.Namespace, spacing_zyx: tuple[float, float, float]) -> dict[str, Any]:
+    """``predict_volume``'s options: ``--tta`` and the heart rules from ``--lv-hull`` / ``--septum-wall`` /
+    ``--max-wall-mm`` / ``--dark-myocardium`` (the ceiling from the prediction: the single-image path puts
+    its strokes' in when it has them) and the image's voxel size."""
     from napari_wss.postprocess import FROM_PREDICTION, SEPTUM_FACTOR
 
     return {
@@ -717,6 +718,7 @@ def _heart_rules(args: argparse.Namespace, spacing_zyx: tuple[float, float, floa
         "max_wall_mm": args.max_wall_mm,
         "spacing_yx": tuple(spacing_zyx[1:]),
         "septum_factor": SEPTUM_FACTOR if args.septum_wall else None,
+        "tta": args.tta,
     }
 
 
@@ -776,7 +778,7 @@ def _predict_cohort(args: argparse.Namespace, state: Any, images: list[Path]) ->
                 geometry=_placed(state, img.data, src.name, beside=src),
                 device=args.device,
                 largest_component=keep,
-                **_heart_rules(args, img.spacing),
+                **_predict_options(args, img.spacing),
             )
             io.write_nifti(target, np.asarray(labels), img.affine, spacing=img.spacing, source=src, overwrite=True)
         except InputError as exc:
@@ -827,7 +829,7 @@ def _predict_cine(args: argparse.Namespace, state: Any) -> int:
         raise InputError(f"{src.name} is not a 4D cine: leave out --frame all to predict it as one volume")
     frames, step = io.read_nifti_frames(src)
     grid = frames[0]
-    heart = _heart_rules(args, grid.spacing)
+    heart = _predict_options(args, grid.spacing)
     keep = "volume" if args.largest_component else None
     bar = tqdm(
         frames,
@@ -899,7 +901,7 @@ def _predict_acdc(args: argparse.Namespace, state: Any) -> int:
     for case, target in zip(cases, targets):
         vol = io.read_nifti(case.image)
         keep = "volume" if args.largest_component else None
-        heart = _heart_rules(args, vol.spacing)
+        heart = _predict_options(args, vol.spacing)
         geometry = _placed(state, vol.data, case.image.name, beside=case.image)
         labels = np.asarray(
             predict_volume(state, vol.data, geometry=geometry, device=args.device, largest_component=keep, **heart)
@@ -1544,6 +1546,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MM",
         help="the myocardium farther than MM from the LV cavity becomes background, slice by slice (the wall "
         "thickness you know: ~12 at end-diastole for a heart without hypertrophy); NIfTI only",
+    )
+    p.add_argument(
+        "--tta",
+        type=int,
+        default=1,
+        choices=TTA_CHOICES,
+        help="average the probabilities over this many of the square's flips and quarter turns (test-time "
+        "augmentation; 8 costs 8 forward passes a slice; default 1 = none)",
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)

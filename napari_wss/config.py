@@ -25,6 +25,8 @@ from typing import Any
 from napari_wss.errors import InputError
 
 DEFAULT_CLASS_NAMES = ("background", "RV", "myocardium", "LV")
+# how many of the square's symmetries prediction may average over (training.predict_slices)
+TTA_CHOICES = (1, 2, 4, 8)
 
 
 class Penalty(str, Enum):

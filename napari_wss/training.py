@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napari_wss.config import ClassPrior, Mode, Penalty, TrainConfig
+from napari_wss.config import TTA_CHOICES, ClassPrior, Mode, Penalty, TrainConfig
 from napari_wss.data import Batch, DeviceSlices, Normalization, SliceDataset, SliceGeometry, crop_around
 from napari_wss.errors import InputError
 from napari_wss.losses.constraints import CentroidConstraint, SizeConstraint, bound_violation
@@ -749,6 +749,26 @@ def calibrate_batchnorm(model: nn.Module, images: Tensor | np.ndarray, *, amp: b
         model.train(was_training)
 
 
+# The eight symmetries of the square as (quarter turns, then a column flip), in the order
+# test-time averaging takes them: 2 = left-right mirror, 4 = the four flips, 8 = all of them.
+SYMMETRIES = ((0, False), (0, True), (2, False), (2, True), (1, False), (3, False), (1, True), (3, True))
+
+
+def _check_tta(tta: int) -> None:
+    if tta not in TTA_CHOICES:
+        raise InputError(f"test-time averaging takes one of {TTA_CHOICES} symmetries, got {tta}")
+
+
+def _turn(x: Tensor, turns: int, flip: bool) -> Tensor:
+    x = x.flip(-1) if flip else x
+    return torch.rot90(x, turns, dims=(-2, -1)) if turns else x
+
+
+def _unturn(x: Tensor, turns: int, flip: bool) -> Tensor:
+    x = torch.rot90(x, -turns, dims=(-2, -1)) if turns else x
+    return x.flip(-1) if flip else x
+
+
 @torch.no_grad()
 def predict_slices(
     model: nn.Module,
@@ -758,6 +778,7 @@ def predict_slices(
     temperature: float = 1.0,
     amp: bool = True,
     calibrate_on: Tensor | np.ndarray | None = None,
+    tta: int = 1,
 ) -> Tensor:
     """Probabilities ``(N, K, S, S)`` of network-resolution slices ``(N, S, S)``, on the model's device.
 
@@ -765,7 +786,12 @@ def predict_slices(
     ``amp`` allows bf16 autocast where the device is fast at it (see :func:`bf16_fast`).
     ``calibrate_on``: slices to re-estimate those statistics on first (:func:`calibrate_batchnorm`),
     as every preview during training does.
+    ``tta`` (one of :data:`TTA_CHOICES`): average the probabilities over that many of the square's
+    symmetries (:data:`SYMMETRIES`; each slice is turned / mirrored, predicted and turned back) —
+    test-time augmentation with the flips and quarter turns training draws from; costs ``tta``
+    forward passes.
     """
+    _check_tta(tta)
     if calibrate_on is not None:
         calibrate_batchnorm(model, calibrate_on, amp=amp)
     param = next(model.parameters())
@@ -781,9 +807,13 @@ def predict_slices(
             chunk = x[i : i + batch_size]
             if amp:
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(chunk)
-            outs.append(F.softmax(temperature * logits.float(), dim=1))
+            total = None
+            for turns, flip in SYMMETRIES[:tta]:
+                with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = model(_turn(chunk, turns, flip))
+                probs = _unturn(F.softmax(temperature * logits.float(), dim=1), turns, flip)
+                total = probs if total is None else total + probs
+            outs.append(total / tta if tta > 1 else total)
     finally:
         model.train(was_training)
     return torch.cat(outs)
@@ -886,12 +916,14 @@ def predict_volume(
     absent: np.ndarray | None = None,
     myo_ceiling: float | str | None = None,
     septum_factor: float | None = None,
+    tta: int = 1,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Segment a (Z, Y, X) or (Y, X) image slice by slice, back on its own grid.
 
     The image is normalised as at training time, cut to ``geometry``'s box (default: the state's
     box when the source shape matches, else the whole slice), resized to the network size, and the
-    probabilities are resized back bilinearly before the arg-max.
+    probabilities are resized back bilinearly before the arg-max. ``tta``: those probabilities are
+    averaged over that many of the square's symmetries (:func:`predict_slices`).
     ``largest_component``: ``"volume"`` keeps each class's largest 3D connected component,
     ``"slice"`` its largest in every slice (a stack of separate images), None keeps everything
     (:func:`~napari_wss.postprocess.keep_largest_component`; the probabilities are not changed).
@@ -919,6 +951,7 @@ def predict_volume(
     """
     if largest_component not in (None, *LARGEST_COMPONENT):
         raise InputError(f"largest_component must be one of {LARGEST_COMPONENT} or None, got {largest_component!r}")
+    _check_tta(tta)
     if lv_hull or max_wall_mm is not None:
         lv_hull_classes(state.class_names)  # a model without LV / myocardium is refused before predicting
     if max_wall_mm is not None and (spacing_yx is None or not max_wall_mm > 0):
@@ -954,6 +987,7 @@ def predict_volume(
             batch_size=batch_size,
             temperature=state.config.temperature,
             amp=state.config.amp,
+            tta=tta,
         )
         full = geometry.probs_to_source(probs)
         labels[i : i + batch_size] = full.argmax(1).to(torch.uint8).cpu().numpy()

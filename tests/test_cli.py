@@ -25,7 +25,7 @@ from napari_wss.postprocess import (
     myocardium_ceiling,
     predicted_myocardium_ceiling,
 )
-from napari_wss.training import load_checkpoint
+from napari_wss.training import load_checkpoint, predict_volume
 
 ACDC = Path(__file__).resolve().parents[1].parent / "shared/data/acdc"
 needs_acdc = pytest.mark.skipif(not ACDC.is_dir(), reason=f"ACDC data not found at {ACDC}")
@@ -487,6 +487,15 @@ def test_train_predict_evaluate_round_trip(
     assert code == 0, err
     want_heart = limit_wall_to_septum(want_dark, names, source.spacing[1:])
     np.testing.assert_array_equal(io.read_nifti(heart).data, want_heart)
+    # --tta: the probabilities averaged over the square's flips and quarter turns before the arg-max.
+    averaged = tmp_path / "tta.nii.gz"
+    code, _, err = run(capsys, *args[:5], "--out", averaged, "--tta", "8")
+    assert code == 0, err
+    want_tta = predict_volume(load_checkpoint(model), image, tta=8)
+    np.testing.assert_array_equal(io.read_nifti(averaged).data, want_tta)
+    assert (want_tta != written.data).any()
+    code, _, err = run(capsys, *args[:5], "--out", tmp_path / "t3.nii.gz", "--tta", "3")
+    assert code == 2 and "--tta" in err
     # Without strokes (or none of the myocardium) the ceiling comes from the prediction itself.
     code, _, err = run(capsys, *args[:5], "--out", tmp_path / "d.nii.gz", "--dark-myocardium")
     assert code == 0, err

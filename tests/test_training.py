@@ -599,3 +599,37 @@ def test_mixed_pseudo_labels_train_both_decoders_and_survive_a_checkpoint(tmp_pa
     assert TrainState.create(cfg.with_(mode="full"), names).model.aux is None  # full supervision needs none
     with pytest.raises(InputError, match="mixed_pseudo_weight"):
         TrainConfig(mixed_pseudo_weight=-0.5)
+
+
+def test_test_time_averaging_is_equivariant_to_the_symmetries_it_averages() -> None:
+    """Probabilities averaged over a group of the square's symmetries turn with the image: the
+    prediction of a turned or mirrored slice is the turned or mirrored prediction, for a network
+    that is not equivariant itself (a random U-Net). Fails if a symmetry is undone the wrong way."""
+    torch.manual_seed(0)
+    model = ResidualUNet(in_channels=1, num_classes=3, width=8, depth=3).eval()
+    x = torch.rand(2, 32, 32)
+    plain = predict_slices(model, x, amp=False)
+    assert not torch.allclose(predict_slices(model, x.flip(-1), amp=False), plain.flip(-1), atol=1e-3)
+    for tta, moves in (
+        (4, (lambda t: t.flip(-1), lambda t: t.flip(-2))),
+        (8, (lambda t: torch.rot90(t, 1, (-2, -1)),)),
+    ):
+        avg = predict_slices(model, x, amp=False, tta=tta)
+        torch.testing.assert_close(avg.sum(1), torch.ones(2, 32, 32))
+        for move in moves:
+            torch.testing.assert_close(predict_slices(model, move(x), amp=False, tta=tta), move(avg), atol=1e-5, rtol=0)
+    with pytest.raises(InputError, match="one of"):
+        predict_slices(model, x, tta=3)
+
+
+def test_predict_volume_averages_symmetries_when_asked() -> None:
+    ph = cardiac_phantom(n_slices=2, size=32, seed=1)
+    (ds, _) = prepare_volume(ph.image, num_classes=4, size=32, scribbles=ph.scribbles)
+    state = _run(train(ds, TrainConfig(mode="partial", penalty="none", steps=2, amp=False, **SMALL)))
+    _, probs = predict_volume(state, ph.image, return_probs=True)
+    _, probs8 = predict_volume(state, ph.image, return_probs=True, tta=8)
+    _, turned8 = predict_volume(state, np.rot90(ph.image, 1, (1, 2)).copy(), return_probs=True, tta=8)
+    assert np.abs(probs8 - probs).max() > 1e-3
+    np.testing.assert_allclose(turned8, np.rot90(probs8, 1, (2, 3)), atol=1e-5)
+    with pytest.raises(InputError, match="one of"):
+        predict_volume(state, ph.image, tta=5)

@@ -181,6 +181,14 @@ def build_layout(w: WssWidget) -> None:
         "Untick where your convention counts them as myocardium."
     )
     run.addWidget(w.lv_hull, 3, 1)
+    w.tta = QCheckBox("average 8 flips")
+    w.tta.setChecked(False)
+    w.tta.setToolTip(
+        "Predict volume and Predict all frames average the network's probabilities over the image mirrored "
+        "and turned by quarter turns, all eight ways (test-time augmentation): smoother, often better "
+        "outlines at eight times the prediction time. Previews during training do not average."
+    )
+    run.addWidget(w.tta, 3, 2)
     w.dark_myo = QCheckBox("dark myocardium")
     w.dark_myo.setChecked(True)  # measured on ACDC: see benchmarks/postprocess_study.py --myo-brightness
     w.dark_myo.setToolTip(

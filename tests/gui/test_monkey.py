@@ -129,6 +129,7 @@ def _actions(viewer, widget, rng: np.random.Generator, tmp: Path, theirs: dict) 
         "lv hull": lambda: toggle(widget.lv_hull),
         "dark myocardium": lambda: toggle(widget.dark_myo),
         "septum": lambda: toggle(widget.septum_wall),
+        "average flips": lambda: toggle(widget.tta),
         "stroke boxes": lambda: toggle(widget.stroke_boxes),
         "train all": lambda: toggle(widget.train_all),
         "crop": lambda: toggle(widget.settings.crop),

@@ -146,6 +146,15 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
         expected = limit_wall_to_septum(expected, names, in_plane) if septum else expected
         np.testing.assert_array_equal(widget.prediction_layer.data, expected)
         widget.largest_component.setChecked(False)
+    assert not widget.tta.isChecked()  # off by default; ticked, the eight symmetries are averaged
+    widget.tta.setChecked(True)
+    worker = widget.model.predict()
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        pass
+    averaged = training.predict_volume(loaded, image, tta=8)
+    assert (averaged != raw).any()
+    np.testing.assert_array_equal(widget.prediction_layer.data, averaged)
+    widget.tta.setChecked(False)
     np.testing.assert_array_equal(widget.scribble_layer().data, strokes)  # prediction never paints there
 
     # A loaded model continues training.

@@ -1516,7 +1516,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--heart",
         action="store_true",
         help="the widget's Predict volume clean-up for a heart, measured on ACDC: --largest-component --lv-hull "
-        "--dark-myocardium --septum-wall (needs classes named RV, myocardium and LV)",
+        "--dark-myocardium --septum-wall (needs classes named RV, myocardium and LV); the widget also averages "
+        "the eight flips and turns: add --tta 8",
     )
     p.add_argument(
         "--lv-hull",

@@ -121,7 +121,8 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     assert loaded.geometry == trained.geometry  # the crop box travels with the model
     assert widget.settings.width.value() == trained.config.width
 
-    raw = training.predict_volume(loaded, viewer.layers["cardiac phantom"].data)
+    assert widget.tta.isChecked()  # on by default: the eight symmetries averaged
+    raw = training.predict_volume(loaded, viewer.layers["cardiac phantom"].data, tta=8)
     strokes = widget.scribble_layer().data.copy()
     names = widget.table.names()
     assert widget.lv_hull.isChecked() and widget.dark_myo.isChecked()  # on by default, with these class names
@@ -146,15 +147,14 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
         expected = limit_wall_to_septum(expected, names, in_plane) if septum else expected
         np.testing.assert_array_equal(widget.prediction_layer.data, expected)
         widget.largest_component.setChecked(False)
-    assert not widget.tta.isChecked()  # off by default; ticked, the eight symmetries are averaged
-    widget.tta.setChecked(True)
+    widget.tta.setChecked(False)  # unticked, one forward pass a slice
     worker = widget.model.predict()
     with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
         pass
-    averaged = training.predict_volume(loaded, image, tta=8)
-    assert (averaged != raw).any()
-    np.testing.assert_array_equal(widget.prediction_layer.data, averaged)
-    widget.tta.setChecked(False)
+    plain = training.predict_volume(loaded, image)
+    assert (plain != raw).any()
+    np.testing.assert_array_equal(widget.prediction_layer.data, plain)
+    widget.tta.setChecked(True)
     np.testing.assert_array_equal(widget.scribble_layer().data, strokes)  # prediction never paints there
 
     # A loaded model continues training.
@@ -586,7 +586,7 @@ def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: 
         volume = io.read_nifti(path, frame=t).data
         np.testing.assert_array_equal(movie.data[t], volume)
         expected = training.predict_volume(
-            widget.state, volume, largest_component="volume", lv_hull=True, myo_ceiling=ceiling
+            widget.state, volume, largest_component="volume", lv_hull=True, myo_ceiling=ceiling, tta=8
         )
         np.testing.assert_array_equal(pred.data[t], expected)
     assert len(pred.metadata["frame_volumes_ml"]) == 3

@@ -8,7 +8,9 @@
 # ROWS / EXTRA (EXTRA= for none) / FOLDS / XFOLDS (EXTRA's folds with one stream) / STREAMS /
 # QTHREADS / WARMUP / CRF / QFLAGS (quality; CRF = the +crf rows' weight, QFLAGS more
 # acdc_quality.py flags, e.g. "--rotate 20", "--position-bins 3", "--seed 1"),
-# IVOLS / IBUDGETS / IFLAGS / ITIMEOUT (interactive), TP_* (throughput).
+# TTA (quality: symmetries averaged at prediction, each entry scored on the same training; default
+# "1,8"), IVOLS / IBUDGETS / IFLAGS / ITIMEOUT (interactive; its tta@ columns: Predict volume's
+# default, eight symmetries averaged, since 2026-11-30), TP_* (throughput).
 # Quality and interactive lines carry the largest-component scores too (lcc_*, lcc@).
 set -u
 OUT=${OUT:-/tmp/wss-out}
@@ -38,7 +40,7 @@ if has interactive; then
   for flags in "${iconfigs[@]}"; do
     log "interactive $flags" && echo "# interactive.py $flags" >> "$OUT/interactive.txt"
     timeout "${ITIMEOUT:-300}" python3 interactive.py --source pack --device "$DEVICE" --volumes "${IVOLS:-5}" \
-      --budgets "${IBUDGETS:-5,15}" $flags 2>&1 | tee -a "$OUT/interactive.txt"
+      --budgets "${IBUDGETS:-5,15}" --tta 8 $flags 2>&1 | tee -a "$OUT/interactive.txt"
   done
 fi
 # Quality runs in STREAMS parallel processes, the folds dealt round-robin; every stream runs the EXTRA
@@ -60,6 +62,7 @@ if has quality; then
       --extra-rows "${EXTRA-size-barrier,size+centroid-quad,size+centroid-barrier+crf,oracle-quad,size-quad}" \
       --extra-folds "$extra_folds" --device "$DEVICE" --size "${QSIZE:-256}" --width 16 --batch "${QBATCH:-32}" \
       --steps "$STEPS" --workers "${WORKERS:-12}" --penalty-warmup "${WARMUP:-0}" --crf-weight "${CRF:-0}" \
+      --tta "${TTA:-1,8}" \
       ${QFLAGS:-} --deadline "$end" --out "$OUT/quality.jsonl" > "$OUT/$name" 2>&1 &
   done
   wait

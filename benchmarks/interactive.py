@@ -192,8 +192,10 @@ def score_frame(state, image, geom, absent, scribbles, gt, spacing, tta=1) -> di
         seconds = time.perf_counter() - t0
         variants["tta"] = held(averaged, absent, scribbles, image, spacing)
     out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
+    extra = {}
     if tta > 1:
         out["tta_s"] = seconds
+        extra = class_columns(variants["tta"], gt, spacing, "tta_")
     return (
         out
         | class_columns(variants["marked"], gt, spacing)
@@ -201,6 +203,7 @@ def score_frame(state, image, geom, absent, scribbles, gt, spacing, tta=1) -> di
         | class_columns(variants["held"], gt, spacing, "held_")
         | class_columns(variants["dark"], gt, spacing, "dark_")
         | class_columns(variants["septum"], gt, spacing, "septum_")
+        | extra
     )
 
 
@@ -417,7 +420,8 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
     (each frame trained on its own strokes, when both frames ran; ``press, convex LV``: the same
     predictions with the LV cavity's convex hull filled, ``hull_`` columns; ``absent cleared``: also
     the classes the strokes mark absent cleared from their slices, ``held_``; ``dark myocardium``: also
-    the myocardium no brighter than its strokes, ``dark_``), ``corrected`` (the same after
+    the myocardium no brighter than its strokes, ``dark_``; ``septum wall``, ``septum_``; ``symmetries
+    averaged``, ``tta_``), ``corrected`` (the same after
     the correction round) and ``ED strokes only`` (ES predicted by the ED frame's model,
     ``--predict-other-frame``)."""
     ed = {r["patient"]: r for r in rows if r["phase"] == "ED"}
@@ -448,6 +452,11 @@ def clinical_agreement(rows: list[dict], last: int) -> dict[str, dict[str, objec
             if septum.format("RV") in r and septum.format("RV") in es[p]:
                 measured.setdefault("press, septum wall", {})[p] = cardiac_indices(
                     ml(r, septum), ml(es[p], septum), NAMES
+                )
+            averaged = "tta_" + press  # the same with the symmetries averaged (--tta; the widget's default)
+            if averaged.format("RV") in r and averaged.format("RV") in es[p]:
+                measured.setdefault("press, symmetries averaged", {})[p] = cardiac_indices(
+                    ml(r, averaged), ml(es[p], averaged), NAMES
                 )
             if "fix_RV_mL" in r:
                 fixed = cardiac_indices(ml(r, "fix_{}_mL"), ml(es[p], "fix_{}_mL"), NAMES)
@@ -755,6 +764,7 @@ def main() -> None:
                 .removeprefix("held_")
                 .removeprefix("dark_")
                 .removeprefix("septum_")
+                .removeprefix("tta_")
                 .split("_")[0]
                 in SHORT
             },

@@ -106,7 +106,8 @@ class ModelActions:
             "septum_factor": None if septum is None else septum[0],
             "max_wall_mm": None if wall is None else wall[0],
             "spacing_yx": spacing,
-            "tta": 8 if self.w.tta.isChecked() else 1,
+            # a model trained without flips and turns has not learnt the other orientations
+            "tta": 8 if self.w.tta.isChecked() and self.w.state.config.augment else 1,
         }
 
     def wall_limit(self, class_names: Any) -> tuple[float, tuple[float, float]] | None:

@@ -587,6 +587,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from napari_wss.training import load_checkpoint, predict_volume
 
     state = load_checkpoint(args.model)
+    if args.tta > 1 and not state.config.augment:
+        sys.stderr.write(
+            "napari-wss: caution: this model trained without flips and turns (--no-augment), so --tta shows it "
+            "orientations it never saw\n"
+        )
     if args.heart:  # Predict volume's clean-up, as the widget ticks it by default
         args.largest_component = args.lv_hull = args.dark_myocardium = args.septum_wall = True
     if args.lv_hull or args.max_wall_mm is not None:

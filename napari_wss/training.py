@@ -749,7 +749,7 @@ def calibrate_batchnorm(model: nn.Module, images: Tensor | np.ndarray, *, amp: b
         model.train(was_training)
 
 
-# The eight symmetries of the square as (quarter turns, then a column flip), in the order
+# The eight symmetries of the square as (quarter turns, column flip: applied first), in the order
 # test-time averaging takes them: 2 = left-right mirror, 4 = the four flips, 8 = all of them.
 SYMMETRIES = ((0, False), (0, True), (2, False), (2, True), (1, False), (3, False), (1, True), (3, True))
 

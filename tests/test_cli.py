@@ -25,7 +25,7 @@ from napari_wss.postprocess import (
     myocardium_ceiling,
     predicted_myocardium_ceiling,
 )
-from napari_wss.training import load_checkpoint, predict_volume
+from napari_wss.training import load_checkpoint, predict_volume, save_checkpoint
 
 ACDC = Path(__file__).resolve().parents[1].parent / "shared/data/acdc"
 needs_acdc = pytest.mark.skipif(not ACDC.is_dir(), reason=f"ACDC data not found at {ACDC}")
@@ -496,6 +496,12 @@ def test_train_predict_evaluate_round_trip(
     assert (want_tta != written.data).any()
     code, _, err = run(capsys, *args[:5], "--out", tmp_path / "t3.nii.gz", "--tta", "3")
     assert code == 2 and "--tta" in err
+    unturned = load_checkpoint(model)  # a model trained without flips and turns is averaged, with a caution
+    unturned.config = unturned.config.with_(augment=False)
+    still = save_checkpoint(unturned, tmp_path / "still.pt")
+    code, _, err = run(capsys, "predict", "--model", still, *args[3:5], "--out", tmp_path / "s.nii.gz", "--tta", "8")
+    assert code == 0 and "never saw" in err
+    np.testing.assert_array_equal(io.read_nifti(tmp_path / "s.nii.gz").data, want_tta)
     # Without strokes (or none of the myocardium) the ceiling comes from the prediction itself.
     code, _, err = run(capsys, *args[:5], "--out", tmp_path / "d.nii.gz", "--dark-myocardium")
     assert code == 0, err

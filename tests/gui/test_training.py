@@ -155,6 +155,13 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     assert (plain != raw).any()
     np.testing.assert_array_equal(widget.prediction_layer.data, plain)
     widget.tta.setChecked(True)
+    augmented = loaded.config
+    loaded.config = augmented.with_(augment=False)  # a model that never saw other orientations predicts once
+    worker = widget.model.predict()
+    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
+        pass
+    np.testing.assert_array_equal(widget.prediction_layer.data, plain)
+    loaded.config = augmented
     np.testing.assert_array_equal(widget.scribble_layer().data, strokes)  # prediction never paints there
 
     # A loaded model continues training.

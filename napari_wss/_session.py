@@ -348,10 +348,13 @@ def _source_bounds(
     box: tuple[int, int, int, int] | None,
     stroke_floor: float | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slice size and centroid bounds in source pixels, as the network's view ``box`` sees them."""
+    """Per-slice size and centroid bounds in source pixels, as the network's view ``box`` sees them.
+    Absent ticks on slices this image does not have are not its: the class table keeps one set of
+    ticks, and they stay when another image (a frame with fewer slices) is trained."""
     from napari_wss import data
 
     n, h, w = scribbles.shape
+    absent = [(z, c) for z, c in absent if 0 <= z < n]
     sizes, cents = data.bounds_from_priors(priors, n, (h, w), scribbles=scribbles, absent=list(absent))
     if stroke_floor is not None:
         if not 0 <= stroke_floor < 0.5:

@@ -397,6 +397,11 @@ def absent_classes(
         out = any_scribble[:, None] & ~has_class
         out[:, 0] = False
     for z, c in absent:
+        if not (0 <= z < n_slices and 0 <= c < num_classes):
+            raise InputError(
+                f"an absent tick names slice {z} and class {c}, but there are {n_slices} slices and "
+                f"{num_classes} classes"
+            )
         out[z, c] = True
     return out
 

@@ -161,6 +161,9 @@ def test_absent_classes_follow_the_bounds_rules() -> None:
     np.testing.assert_array_equal(got, [[False, True, True], [False, False, True], [False, True, False]])
     sizes, _ = bounds_from_priors([ClassPrior(f"c{c}") for c in range(3)], 3, (4, 4), scribbles=scr, absent=[(2, 1)])
     np.testing.assert_array_equal(sizes[..., 1] == 0, got)
+    for tick in ((3, 1), (-1, 1), (0, 3)):  # a slice or class the image has not: refused, never wrapped round
+        with pytest.raises(InputError, match="absent tick"):
+            absent_classes(3, 3, absent=[tick])
 
 
 @settings(max_examples=150, deadline=None)

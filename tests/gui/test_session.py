@@ -141,6 +141,19 @@ def test_stroke_boxes_fill_the_classes_without_a_typed_box_and_follow_live_edits
         _session.build_job(img, scr, priors, CFG, stroke_boxes=0.7)
 
 
+def test_absent_ticks_beyond_the_image_slices_are_not_its(phantom) -> None:  # type: ignore[no-untyped-def]
+    """The class table keeps one set of ticks for every image: a tick on slice 6 of a 7-slice image
+    does not stop a 3-slice one from training (found by the monkey test: an IndexError on Train),
+    nor a live bounds edit; the ticks on its own slices still apply."""
+    img, scr = _session.check_inputs(phantom.image, phantom.scribbles, _priors(), CFG)
+    own = _session.build_job(img, scr, _priors(), CFG, absent=[(1, 3)])
+    job = _session.build_job(img, scr, _priors(), CFG, absent=[(1, 3), (6, 2)])
+    np.testing.assert_array_equal(job.data.size_bounds, own.data.size_bounds)
+    assert job.data.size_bounds[1, 3, 1] == 0  # the tick on its own slice: LV absent there
+    update = _session.network_bounds(job, _priors(), [(1, 3), (6, 2), (-1, 2)])
+    np.testing.assert_array_equal(update.size_bounds, job.data.size_bounds)
+
+
 def test_background_bounds_follow_the_crop_box() -> None:
     sizes = np.array([[[900.0, 950.0], [10.0, 20.0]], [[np.nan, np.nan], [0.0, 0.0]]], np.float32)
     out = _session.background_in_box(sizes, (40, 30), (5, 25, 10, 30))  # 20 x 20 box in a 40 x 30 slice

@@ -523,7 +523,6 @@ def main() -> None:
                 continue
         t0 = time.time()
         pseudo = tuple(None if p == "none" else float(p) for p in args.pseudo.split(",")) if args.second_press else ()
-
         rs = run_one(
             pack,
             fold,

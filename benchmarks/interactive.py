@@ -186,16 +186,14 @@ def score_frame(state, image, geom, absent, scribbles, gt, spacing, tta=1) -> di
     variants["held"] = held(pred, absent, scribbles)
     variants["dark"] = held(pred, absent, scribbles, image)  # and the myocardium no brighter than its strokes
     variants["septum"] = held(pred, absent, scribbles, image, spacing)  # and the wall within 1.5 x the septum
+    extra: dict[str, float] = {}
     if tta > 1:
         t0 = time.perf_counter()
         averaged = predict_volume(state, image, geometry=geom, device=next(state.model.parameters()).device, tta=tta)
-        seconds = time.perf_counter() - t0
+        extra["tta_s"] = time.perf_counter() - t0
         variants["tta"] = held(averaged, absent, scribbles, image, spacing)
+        extra |= class_columns(variants["tta"], gt, spacing, "tta_")
     out = {k: float(np.nanmean(score_volume(p, gt, K, spacing).dice[1:])) for k, p in variants.items()}
-    extra = {}
-    if tta > 1:
-        out["tta_s"] = seconds
-        extra = class_columns(variants["tta"], gt, spacing, "tta_")
     return (
         out
         | class_columns(variants["marked"], gt, spacing)

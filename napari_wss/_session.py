@@ -355,7 +355,7 @@ def _source_bounds(
 
     n, h, w = scribbles.shape
     absent = [(z, c) for z, c in absent if 0 <= z < n]
-    sizes, cents = data.bounds_from_priors(priors, n, (h, w), scribbles=scribbles, absent=list(absent))
+    sizes, cents = data.bounds_from_priors(priors, n, (h, w), scribbles=scribbles, absent=absent)
     if stroke_floor is not None:
         if not 0 <= stroke_floor < 0.5:
             raise InputError(f"the stroke boxes' floor must be a share of the side in [0, 0.5), got {stroke_floor:g}")

@@ -813,7 +813,7 @@ def predict_slices(
                     logits = model(_turn(chunk, turns, flip))
                 probs = _unturn(F.softmax(temperature * logits.float(), dim=1), turns, flip)
                 total = probs if total is None else total + probs
-            outs.append(total / tta if tta > 1 else total)
+            outs.append(total / tta)
     finally:
         model.train(was_training)
     return torch.cat(outs)

@@ -92,11 +92,20 @@ def digest(array) -> bytes:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def gui(qtbot) -> SimpleNamespace:  # type: ignore[no-untyped-def]
-    """Helpers: ``apply_settings``, ``train_and_wait``, ``digest``."""
+    """Helpers: ``apply_settings``, ``train_and_wait``, ``wait_prediction``, ``digest``."""
 
     def train_and_wait(widget, timeout: int = TIMEOUT_MS) -> None:  # type: ignore[no-untyped-def]
         widget.train()
         assert widget.runner.running, "training did not start"
         qtbot.waitUntil(lambda: not widget.runner.running, timeout=timeout)
 
-    return SimpleNamespace(apply_settings=apply_settings, train_and_wait=train_and_wait, digest=digest)
+    def wait_prediction(widget, worker, timeout: int = TIMEOUT_MS) -> None:  # type: ignore[no-untyped-def]
+        """Wait until the widget's own slot on the worker's ``finished`` (connected before the worker
+        started) has run. A ``waitSignal`` opened after ``predict()`` returned can miss the signal of a
+        worker that finished first (seen under load: a 60 s timeout)."""
+        assert worker is not None, "prediction did not start"
+        qtbot.waitUntil(lambda: widget.model.predict_worker is not worker, timeout=timeout)
+
+    return SimpleNamespace(
+        apply_settings=apply_settings, train_and_wait=train_and_wait, wait_prediction=wait_prediction, digest=digest
+    )

@@ -159,8 +159,7 @@ def test_training_prediction_stop_errors_and_export_never_write_the_users_files(
 
     gui.train_and_wait(widget)  # train
     worker = widget.model.predict()  # predict
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
-        pass
+    gui.wait_prediction(widget, worker)
     gui.apply_settings(widget, steps=5000)  # stop
     widget.train()
     with qtbot.waitSignal(widget.runner.progressed, timeout=TIMEOUT_MS):

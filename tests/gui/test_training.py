@@ -137,8 +137,7 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
         widget.septum_wall.setChecked(septum)
         widget.prediction_layer.data[...] = 0
         worker = widget.model.predict()
-        with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-            pass
+        gui.wait_prediction(widget, worker)
         # with the islands removed, what the strokes say is absent from a slice is cleared there first
         absent = absent_classes(strokes.shape[0], 4, scribbles=strokes, absent=widget.table.absent_pairs())
         expected = keep_largest_component(clear_absent(raw, absent), 4, scribbles=strokes) if keep else raw
@@ -149,8 +148,7 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
         widget.largest_component.setChecked(False)
     widget.tta.setChecked(False)  # unticked, one forward pass a slice
     worker = widget.model.predict()
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, worker)
     plain = training.predict_volume(loaded, image)
     assert (plain != raw).any()
     np.testing.assert_array_equal(widget.prediction_layer.data, plain)
@@ -158,8 +156,7 @@ def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, n
     augmented = loaded.config
     loaded.config = augmented.with_(augment=False)  # a model that never saw other orientations predicts once
     worker = widget.model.predict()
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, worker)
     np.testing.assert_array_equal(widget.prediction_layer.data, plain)
     loaded.config = augmented
     np.testing.assert_array_equal(widget.scribble_layer().data, strokes)  # prediction never paints there
@@ -208,8 +205,7 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
     monkeypatch.setattr(training, "predict_volume", spy)
     for keep in (True, False):
         widget.largest_component.setChecked(keep)
-        with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-            pass
+        gui.wait_prediction(widget, widget.model.predict())
         strokes = seen["scribbles"]
         assert seen["lv_hull"] is True  # the phantom's classes are named LV and myocardium, the box is ticked
         # dark myocardium, ticked by default: 99 % of the intensities under the myocardium's strokes
@@ -241,22 +237,18 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
     layer = widget.scribble_layer()
     painted = layer.data.copy()
     layer.data = np.where(painted == 3, 0, painted)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     assert seen["myo_ceiling"] == FROM_PREDICTION
     layer.data = painted
     widget.dark_myo.setChecked(False)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     assert seen["myo_ceiling"] is None
     widget.septum_wall.setChecked(False)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     assert seen["septum_factor"] is None
     # A stated wall thickness reaches Predict volume with the image's in-plane voxel size ...
     widget.max_wall.setValue(9.5)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     assert seen["max_wall_mm"] == 9.5 and seen["spacing_yx"] == spacing[1:]
     # ... and without a voxel size it is refused in one line, nothing predicted.
     monkeypatch.setattr(widget, "spacing_zyx", lambda image=None: None)
@@ -282,18 +274,14 @@ def test_second_frame_own_prediction_and_ejection_fraction(  # type: ignore[no-u
     outputs = [ed, es]
     monkeypatch.setattr(training, "predict_volume", lambda *a, **k: outputs.pop(0).copy())
 
-    def predict() -> None:  # the fake returns at once: wait on the worker slot, not on a signal
-        assert widget.model.predict() is not None
-        qtbot.waitUntil(lambda: widget.model.predict_worker is None, timeout=TIMEOUT)
-
-    predict()
+    gui.wait_prediction(widget, widget.model.predict())
     first = widget.prediction_layer
     assert "Volumes: " in widget.status.text() and "EF" not in widget.status.text()
     other = viewer.add_image(
         np.asarray(image.data).copy(), name="phantom ES", scale=image.scale, metadata=dict(image.metadata)
     )
     widget.image_picker.set_layer(other)
-    predict()
+    gui.wait_prediction(widget, widget.model.predict())
     second = widget.prediction_layer
     assert second is not first and second.name == "prediction (phantom ES)" and first in viewer.layers
     np.testing.assert_array_equal(first.data, ed)  # the first frame's prediction is kept
@@ -361,18 +349,15 @@ def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui,
     fraction pairs frames, not a frame's edited and new predictions."""
     viewer, widget = make_widget("phantom", steps=2)
     gui.train_and_wait(widget)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     first = widget.prediction_layer
     untouched = gui.digest(first.data)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     assert widget.prediction_layer is first  # not painted on: refilled in place
     first.paint((1, 20, 20), (int(first.data[1, 20, 20]) + 1) % 4)  # the user's brush, another class there
     assert first.metadata["edited"] and gui.digest(first.data) != untouched
     painted = gui.digest(first.data)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     second = widget.prediction_layer
     assert second is not first and second.name == "prediction (new)" and first in viewer.layers
     assert gui.digest(first.data) == painted and notes.has("'prediction' has your edits")
@@ -427,15 +412,14 @@ def test_previews_and_predictions_stay_with_their_image_when_another_is_picked( 
     pred.data[...] = 0
     worker = widget.model.predict()
     widget.image_picker.setCurrentIndex(widget.image_picker.findText("other"))
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, worker)
     assert widget.prediction_layer is pred and pred.data.any() and not notes.errors()
     # an image closed before its prediction is ready: a status line, no layer, no error
     widget.image_picker.setCurrentIndex(widget.image_picker.findText("cardiac phantom"))
     worker = widget.model.predict()
     layers = len(viewer.layers)
-    with qtbot.waitSignal(worker.finished, timeout=TIMEOUT):
-        viewer.layers.remove(phantom)
+    viewer.layers.remove(phantom)  # before the result's slot can run: it runs on this (the main) thread
+    gui.wait_prediction(widget, worker)
     assert "was closed before its prediction was ready" in widget.status.text()
     assert len(viewer.layers) == layers - 1 and not notes.errors()
 
@@ -466,8 +450,7 @@ def test_train_on_both_frames_of_a_real_acdc_heart(make_widget, gui, qtbot) -> N
 
     widget.image_picker.set_layer(es)
     widget.scribble_picker.set_layer(es_strokes)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     assert widget.prediction_layer.name == "prediction (patient001_frame12)"
     assert widget.prediction_layer.data.shape == es.data.shape and widget.prediction_layer.data.any()
     assert painted == [gui.digest(ed_strokes.data), gui.digest(es_strokes.data)]
@@ -582,8 +565,9 @@ def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: 
     gui.train_and_wait(widget)
     assert widget.predict_cine_button.isEnabled()
 
-    with qtbot.waitSignal(widget.model.predict_cine().finished, timeout=TIMEOUT):
-        assert not widget.predict_button.isEnabled() and not widget.predict_cine_button.isEnabled()
+    worker = widget.model.predict_cine()
+    assert not widget.predict_button.isEnabled() and not widget.predict_cine_button.isEnabled()
+    gui.wait_prediction(widget, worker)
     movie, pred = viewer.layers["cine [all frames]"], viewer.layers["cine prediction [all frames]"]
     assert pred.data.shape == movie.data.shape == (3, 3, 48, 48)
     assert tuple(pred.scale) == tuple(movie.scale) == (1.0, *first.scale)
@@ -610,14 +594,12 @@ def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: 
 
     n_layers = len(viewer.layers)
     pred.data = np.zeros_like(pred.data)
-    with qtbot.waitSignal(widget.model.predict_cine().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict_cine())
     assert len(viewer.layers) == n_layers and viewer.layers["cine prediction [all frames]"] is pred
     assert pred.data.any()
     pred.paint((1, 1, 20, 20), 0)  # the user corrects a frame: the next press keeps it and adds a layer
     corrected = gui.digest(pred.data)
-    with qtbot.waitSignal(widget.model.predict_cine().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict_cine())
     assert gui.digest(pred.data) == corrected and viewer.layers["cine prediction [all frames] (new)"].data.any()
     assert notes.has("'cine prediction [all frames]' has your edits")
 
@@ -648,8 +630,7 @@ def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: i
     strokes.data = frames[0].scribbles.copy()
     gui.train_and_wait(widget)
     monkeypatch.setattr(training, "predict_volume", fake)
-    with qtbot.waitSignal(widget.model.predict_cine().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict_cine())
     np.testing.assert_array_equal(viewer.layers["cine prediction [all frames]"].data, np.stack(truth))
     lv = [int((t == 3).sum()) * 0.018 for t in truth]
     myo = [int((t == 2).sum()) * 0.018 for t in truth]
@@ -696,8 +677,7 @@ def test_predict_volume_places_the_model_by_the_strokes(make_widget, gui, qtbot,
     monkeypatch.setattr(training, "predict_volume", lambda *a, **k: seen.append(k["geometry"]) or real(*a, **k))
 
     def predict() -> None:
-        with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-            pass
+        gui.wait_prediction(widget, widget.model.predict())
 
     widget.image_picker.set_layer(image)
     widget.scribble_picker.set_layer(strokes)
@@ -751,12 +731,10 @@ def test_train_on_every_painted_image(make_widget, gui, qtbot, notes, monkeypatc
     real = training.predict_volume
     monkeypatch.setattr(training, "predict_volume", lambda *a, **k: seen.append(k["geometry"]) or real(*a, **k))
     widget.image_picker.set_layer(image)  # Predict volume on the other image maps it as it was trained
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     assert seen == [geometry]
     widget.image_picker.set_layer(picked)
-    with qtbot.waitSignal(widget.model.predict().finished, timeout=TIMEOUT):
-        pass
+    gui.wait_prediction(widget, widget.model.predict())
     assert seen[-1] is None  # the picked image: the model's own geometry
     widget.image_picker.set_layer(picked)
     widget.scribble_picker.set_layer(viewer.layers["scribbles"])

@@ -719,7 +719,9 @@ def calibrate_batchnorm(model: nn.Module, images: Tensor | np.ndarray, *, amp: b
     with them is worse than the network is ("precise batch norm", Wu & Johnson 2021). One forward
     pass over the unaugmented slices in training mode, with cumulative averaging, replaces them
     by the current network's statistics on the data it segments. Uses no labels; restores the
-    model's mode and momenta. A model without batch norm is left as it is.
+    model's mode and momenta. A model without batch norm is left as it is, and so are the layers
+    the plain forward pass does not reach (the second decoder of ``aux_decoder``, which would
+    otherwise keep reset statistics: mean 0, variance 1).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -734,6 +736,7 @@ def calibrate_batchnorm(model: nn.Module, images: Tensor | np.ndarray, *, amp: b
     if amp:
         x = x.contiguous(memory_format=torch.channels_last)
     momenta = [m.momentum for m in norms]
+    kept = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
     was_training = model.training
     try:
         for m in norms:
@@ -744,8 +747,10 @@ def calibrate_batchnorm(model: nn.Module, images: Tensor | np.ndarray, *, amp: b
             with torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=amp):
                 model(x[i : i + 16])
     finally:
-        for m, momentum in zip(norms, momenta):
+        for m, momentum, before in zip(norms, momenta, kept):
             m.momentum = momentum
+            if int(m.num_batches_tracked) == 0:  # not on the forward path (or the pass failed): as it was
+                m.load_state_dict(before)
         model.train(was_training)
 
 

@@ -350,6 +350,23 @@ def test_calibrated_batchnorm_predicts_with_the_data_statistics() -> None:
     assert grad_on == [False]  # statistics only: no autograd graph kept for the passes
 
 
+def test_calibration_leaves_the_second_decoders_statistics_as_they_were() -> None:
+    """The plain forward pass does not reach the mixed pseudo-labels' second decoder: its batch
+    norms keep their running statistics (a reset would leave them at mean 0, variance 1)."""
+    (ds, _), _ = _phantom_data()
+    model = ResidualUNet(1, 4, width=8, depth=3, aux_decoder=True).train()
+    model(torch.as_tensor(ds.images[:4]).unsqueeze(1), aux=True)  # running statistics of both decoders move off 0 / 1
+    aux = [m for m in model.aux.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    main = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and all(m is not a for a in aux)]
+    aux_before = [(m.running_mean.clone(), m.running_var.clone()) for m in aux]
+    main_before = [m.running_mean.clone() for m in main]
+    calibrate_batchnorm(model, ds.images[:4], amp=False)
+    for m, (mean, var) in zip(aux, aux_before):
+        torch.testing.assert_close(m.running_mean, mean)
+        torch.testing.assert_close(m.running_var, var)
+    assert all(not torch.equal(m.running_mean, before) for m, before in zip(main, main_before))
+
+
 def test_training_hands_back_calibrated_statistics_when_finished_or_stopped() -> None:
     (ds, _), _ = _phantom_data()
     cfg = TrainConfig(steps=6, lr=3e-2, amp=False, **SMALL)

@@ -187,8 +187,8 @@ def build_layout(w: WssWidget) -> None:
         "Predict volume and Predict all frames average the network's probabilities over the image mirrored "
         "and turned by quarter turns, all eight ways (test-time augmentation, the flips and turns training "
         "draws): fewer stray pixels and smoother outlines, most after a short press, at eight times the "
-        "prediction time (about a second more for an ACDC volume on two CPU cores). Previews do not average, nor "
-        "does a model trained without augmentation."
+        "prediction time (for an ACDC volume on two CPU cores about a second more with bf16, up to 6 s without). "
+        "Previews do not average, nor does a model trained without augmentation."
     )
     run.addWidget(w.tta, 3, 2)
     w.dark_myo = QCheckBox("dark myocardium")

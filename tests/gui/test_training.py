@@ -107,7 +107,7 @@ def test_bounds_edited_mid_training_reach_the_next_step(make_widget, qtbot) -> N
     widget.stop()
 
 
-def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, qtbot, notes) -> None:  # type: ignore[no-untyped-def]
+def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, notes) -> None:  # type: ignore[no-untyped-def]
     viewer, widget = make_widget("phantom", steps=4, crop=True)
     gui.train_and_wait(widget)
     trained = widget.state
@@ -192,7 +192,7 @@ def test_centroid_near_the_strokes_reaches_the_training_job(make_widget, gui, no
     assert not notes.errors(), notes
 
 
-def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gui, qtbot, monkeypatch, notes) -> None:  # type: ignore[no-untyped-def]
+def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gui, monkeypatch, notes) -> None:  # type: ignore[no-untyped-def]
     _viewer, widget = make_widget("phantom", steps=2)
     gui.train_and_wait(widget)
     seen: dict[str, object] = {}
@@ -257,7 +257,7 @@ def test_predict_volume_marks_islands_with_a_copy_of_the_strokes(make_widget, gu
 
 
 def test_second_frame_own_prediction_and_ejection_fraction(  # type: ignore[no-untyped-def]
-    make_widget, gui, qtbot, monkeypatch, notes, tmp_path: Path
+    make_widget, gui, monkeypatch, notes, tmp_path: Path
 ) -> None:
     """Train on one frame, pick the same heart's other frame (same grid), Predict volume: a new
     prediction layer (the first one kept as it was) and the EF of the two; Export measurements
@@ -343,7 +343,7 @@ def test_new_or_load_model_keeps_a_model_no_one_saved(make_widget, gui, tmp_path
     assert notes.has("segments 4 classes", "error")
 
 
-def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui, qtbot, notes) -> None:  # type: ignore[no-untyped-def]
+def test_a_prediction_the_user_painted_on_is_never_overwritten(make_widget, gui, notes) -> None:  # type: ignore[no-untyped-def]
     """Brush, fill or eraser on the prediction layer make it the user's work: Predict volume and the
     training previews then go to a new layer and the edited one keeps every voxel; the ejection
     fraction pairs frames, not a frame's edited and new predictions."""
@@ -428,7 +428,7 @@ ACDC_PATIENT = Path(__file__).resolve().parents[3] / "shared" / "data" / "acdc" 
 
 
 @pytest.mark.skipif(not ACDC_PATIENT.is_dir(), reason="the shared ACDC data is not mounted here")
-def test_train_on_both_frames_of_a_real_acdc_heart(make_widget, gui, qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_train_on_both_frames_of_a_real_acdc_heart(make_widget, gui) -> None:  # type: ignore[no-untyped-def]
     """ACDC patient 1's two frames opened from their files, each with its expert-drawn scribbles:
     ticked, one press learns both, each scribble layer paired with its own frame's file; Predict
     volume on the end-systole then maps it through its own crop. No layer the user painted changes."""
@@ -544,7 +544,7 @@ def _cine_file(tmp_path: Path, n_frames: int = 3) -> tuple[Path, list]:
     return path, frames
 
 
-def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_predict_all_frames_of_a_cine(make_widget, gui, notes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Predict all frames: each frame of the cine file segmented as Predict volume would (the
     islands removed in 3D, the LV made convex) into one 4D layer over a 4D image of the cine, which
     exports as a 4D NIfTI with the cine's time step; the file and the strokes stay as they were,
@@ -609,7 +609,7 @@ def test_predict_all_frames_of_a_cine(make_widget, gui, qtbot, notes, tmp_path: 
 
 
 def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: ignore[no-untyped-def]
-    make_widget, gui, qtbot, monkeypatch, notes, tmp_path: Path
+    make_widget, gui, monkeypatch, notes, tmp_path: Path
 ) -> None:
     """With each frame's prediction fixed to its true labels, the frames of the largest and
     smallest LV are named end-diastole and end-systole, the viewer goes to end-diastole, and the
@@ -656,7 +656,7 @@ def test_predict_all_frames_finds_the_phases_and_reports_the_indices(  # type: i
     assert widget.plot.volume_curves is None
 
 
-def test_predict_volume_places_the_model_by_the_strokes(make_widget, gui, qtbot, notes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_predict_volume_places_the_model_by_the_strokes(make_widget, gui, notes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Predict volume on a painted image the model was not trained on cuts it around its own
     strokes, as Train would; on an unpainted image of another size it predicts the whole slice and
     a warning says why that is poor; the trained image keeps the model's crop. No strokes change."""
@@ -698,7 +698,7 @@ def test_predict_volume_places_the_model_by_the_strokes(make_widget, gui, qtbot,
     assert painted == [gui.digest(strokes.data), gui.digest(picked_strokes.data)] and not notes.errors()
 
 
-def test_train_on_every_painted_image(make_widget, gui, qtbot, notes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_train_on_every_painted_image(make_widget, gui, notes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Ticked, Train also learns from the other images that have a scribble layer of their own
     (one model; the picked image's slices first), reads their strokes only, and leaves out a
     scribble layer that fits several images; a bad one is refused in one line naming it."""

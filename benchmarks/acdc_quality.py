@@ -105,6 +105,20 @@ def bounds_for(
     return user_bounds(pack, slices, ranges, margins)
 
 
+class DecodersMean(torch.nn.Module):
+    """A two-decoder network (``--mixed-pseudo``) scored on the mean of its decoders' probabilities:
+    returns the log of that mean, so the softmax that prediction applies gives the mean back."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        main, second = self.model(x, aux=True)
+        mean = 0.5 * (F.softmax(main.float(), dim=1) + F.softmax(second.float(), dim=1))
+        return torch.log(mean.clamp_min(1e-12))
+
+
 def _train(data, cfg: TrainConfig, state=None):
     gen = train(data, cfg, class_names=NAMES, state=state)
     try:
@@ -231,8 +245,11 @@ def run_one(
     source: Pack | None = None,
     save_to: Path | None = None,
     tta: tuple[int, ...] = (1,),
+    decoders: tuple[str, ...] = ("main",),
 ) -> list[dict]:
-    """The row's records, one per ``tta`` entry (symmetries averaged at prediction, same model), then
+    """The row's records, one per ``tta`` entry (symmetries averaged at prediction, same model) and,
+    for a two-decoder network, per ``decoders`` entry ("main": the first decoder, as the plugin
+    predicts; "mean": both decoders' probabilities averaged), then
     one per ``pseudo`` entry: the same model trained ``second_press`` more steps, on its own
     confident predictions as strokes (a confidence) or as it was (None).
     ``source`` as :func:`_score`; ``save_to``: the first press's predictions go to a folder there
@@ -260,13 +277,16 @@ def run_one(
     if save_to is not None:  # one folder per row and fold, named by the row as recorded
         save_to = save_to / f"{re.sub(r'[^A-Za-z0-9.+-]+', '_', name)}_fold{fold}"
     records = []
-    for n in tta:  # the saved predictions are the first's
-        scores = _score(state.model.to(device), pack, test_vols, pool, source, save_to, tta=n)
+    scored = [(d, n) for d in (decoders if cfg.aux_decoder else ("main",)) for n in tta]
+    for d, n in scored:  # the saved predictions are the first's
+        model = state.model.to(device)
+        label = name if d == "main" else f"{name}, decoders averaged"
+        scores = _score(model if d == "main" else DecodersMean(model), pack, test_vols, pool, source, save_to, tta=n)
         save_to = None
-        records.append(
-            _record(name if n == 1 else f"{name}, {n} symmetries averaged", fold, scores, cfg, train_s, len(test_vols))
-        )
+        label = label if n == 1 else f"{label}, {n} symmetries averaged"
+        records.append(_record(label, fold, scores, cfg, train_s, len(test_vols)))
         records[-1]["tta"] = n
+        records[-1]["decoders"] = d
     records[0]["size_binding"] = _size_binding(state.model, pack, slices, sizes)
     if ruled:
         records[0]["ruled_out"] = ruled
@@ -465,6 +485,12 @@ def main() -> None:
         help="comma-separated: score each trained model once per entry, its probabilities averaged over that many "
         f"of the square's symmetries {TTA_CHOICES} (1 = plain; e.g. 1,8 compares both on the same training)",
     )
+    ap.add_argument(
+        "--decoders",
+        default="main",
+        help="comma-separated, rows with --mixed-pseudo: score the first decoder ('main', as the plugin predicts) "
+        "and/or the mean of both decoders' probabilities ('mean'), on the same training",
+    )
     ap.add_argument("--workers", type=int, default=0, help="processes for HD95 scoring (0 = inline)")
     ap.add_argument("--out", type=Path)
     ap.add_argument(
@@ -484,6 +510,9 @@ def main() -> None:
         ap.error(f"--tta takes comma-separated integers, got {args.tta!r}")
     if not tta or any(n not in TTA_CHOICES for n in tta):
         ap.error(f"--tta entries must be among {TTA_CHOICES}, got {args.tta!r}")
+    decoders = tuple(args.decoders.split(","))
+    if not decoders or any(d not in ("main", "mean") for d in decoders):
+        ap.error(f"--decoders entries must be 'main' or 'mean', got {args.decoders!r}")
     if args.position_bins < 1:
         ap.error(f"--position-bins must be at least 1, got {args.position_bins}")
     pool = ProcessPoolExecutor(args.workers) if args.workers else None  # before CUDA starts
@@ -539,6 +568,7 @@ def main() -> None:
             source,
             args.save_predictions,
             tta,
+            decoders,
         )
         for r in rs:
             r["wall_s"] = round(time.time() - t0, 1)

@@ -86,7 +86,16 @@ from napari_wss.postprocess import (
     myocardium_ceiling,
 )
 from napari_wss.pseudolabel import pseudo_strokes, with_pseudo_strokes
-from napari_wss.training import TrainState, calibrate_batchnorm, predict_slices, predict_volume, train, warm_up
+from napari_wss.training import (
+    TrainState,
+    calibrate_batchnorm,
+    interactive_size,
+    predict_slices,
+    predict_volume,
+    resolve_device,
+    train,
+    warm_up,
+)
 
 SHORT = ("RV", "myo", "LV")  # the per-class columns
 ACDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc"
@@ -499,7 +508,12 @@ def main() -> None:
         "and the clinical indices of the pairs: EDV, EF, myocardial mass against the expert's)",
     )
     ap.add_argument("--budgets", default="10,30,60")
-    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="network size (default: the widget's for --device, 96 or 80 on an fp32 CPU)",
+    )
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -646,6 +660,8 @@ def main() -> None:
         "mask and voxel size) to DIR/<patient>_<phase>.npz, for post-processing studies off the clock",
     )
     args = ap.parse_args()
+    if args.size is None:  # the widget's auto size
+        args.size = interactive_size(resolve_device(args.device))
     budgets = [int(b) for b in args.budgets.split(",")]
     exclusive = (args.corrections, args.second_press, args.continue_frames, args.predict_other_frame)
     if args.continue_patients and (args.phase not in ("ED", "ES") or args.joint_frames or args.continue_frames):

@@ -26,7 +26,7 @@ from napari_wss._qt.runner import TrainingRunner, notify_error, user_errors
 from napari_wss._qt.settings import STROKE_BOX_FLOOR
 from napari_wss._widget_classes import ClassActions
 from napari_wss._widget_model import ModelActions
-from napari_wss.config import ClassPrior
+from napari_wss.config import INTERACTIVE_SIZE, ClassPrior
 from napari_wss.errors import InputError
 
 if TYPE_CHECKING:
@@ -81,11 +81,15 @@ class WssWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._on_dims)
         self.table.changed.connect(self.refresh_inferred_absent)
         self._sync_buttons()
-        try:
-            warm = (self.settings.config(), self.table.rowCount())
+        try:  # an auto network size is resolved on the warm-up's thread, which imports torch
+            auto = not self.settings.size.value()
+            warm = (
+                self.settings.config(size=INTERACTIVE_SIZE) if auto else self.settings.config(),
+                self.table.rowCount(),
+            )
         except InputError:  # settings a user cannot have typed yet; the real Train reports them
             warm = None
-        _start_warm_up(warm)
+        _start_warm_up(warm, auto_size=auto)
 
     # ---------------------------------------------------------------- helpers
     def image_layer(self) -> Image | None:
@@ -555,10 +559,10 @@ def _check_same_frame(image: Image | None, scribbles: Labels | None) -> None:
 _warm_ups: list[threading.Thread] = []
 
 
-def _start_warm_up(warm: tuple[Any, int] | None) -> None:
+def _start_warm_up(warm: tuple[Any, int] | None, auto_size: bool = False) -> None:
     """Start :func:`_warm_up` on a daemon thread that Python's exit waits for (see :func:`_join_warm_ups`)."""
     _warm_ups[:] = [t for t in _warm_ups if t.is_alive()]
-    thread = threading.Thread(target=_warm_up, args=(warm,), name="napari-wss-warm-up", daemon=True)
+    thread = threading.Thread(target=_warm_up, args=(warm, auto_size), name="napari-wss-warm-up", daemon=True)
     _warm_ups.append(thread)
     thread.start()
 
@@ -572,15 +576,19 @@ def _join_warm_ups(timeout_s: float = 30.0) -> None:
         thread.join(timeout_s)
 
 
-def _warm_up(warm: tuple[Any, int] | None) -> None:
+def _warm_up(warm: tuple[Any, int] | None, auto_size: bool = False) -> None:
     """Off the GUI thread: import torch and the training code, so the first Train does not freeze,
     then run one throw-away step at the settings' shapes (:func:`napari_wss.training.warm_up`, at a
-    lower priority), so it does not pay the device's one-off set-up either."""
+    lower priority), so it does not pay the device's one-off set-up either. ``auto_size``: the
+    settings' network size is *auto*, resolved here for the config's device."""
     try:
         from napari_wss import _session, training
 
         if warm is None or warm[1] < 2:
             return
+        if auto_size:
+            config, rows = warm
+            warm = (config.with_(size=training.interactive_size(training.resolve_device(config.device))), rows)
         previous = _session._lower_priority(10)
         try:
             log.debug("warm-up took %.2f s", training.warm_up(*warm))

@@ -27,6 +27,15 @@ from napari_wss.errors import InputError
 DEFAULT_CLASS_NAMES = ("background", "RV", "myocardium", "LV")
 # how many of the square's symmetries prediction may average over (training.predict_slices)
 TTA_CHOICES = (1, 2, 4, 8)
+INTERACTIVE_SIZE = 96
+"""The widget's network size (slices resized to size x size) on a GPU or a CPU with bf16 arithmetic."""
+INTERACTIVE_SIZE_FP32 = 80
+"""The widget's network size on a CPU without bf16 arithmetic (``training.bf16_fast`` false), where a
+step of the 96² network takes about 2.5 times as long (0.41-0.58 s against 0.18 s). Measured with
+benchmarks/interactive.py on a 2-core AVX2-only EPYC, ten ED volumes, one run after the other:
+median Dice of Predict volume (eight symmetries averaged) after 10 / 30 / 60 s 0.781 / 0.854 / 0.881
+at 80² (184-224 steps in 60 s) against 0.556 / 0.867 / 0.872 at 96² (115-170 steps;
+8 / 6 / 8 of ten volumes better at 80², the single pass after 60 s 0.886 against 0.861, ten of ten)."""
 
 
 class Penalty(str, Enum):

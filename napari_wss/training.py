@@ -25,7 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napari_wss.config import TTA_CHOICES, ClassPrior, Mode, Penalty, TrainConfig
+from napari_wss.config import (
+    INTERACTIVE_SIZE,
+    INTERACTIVE_SIZE_FP32,
+    TTA_CHOICES,
+    ClassPrior,
+    Mode,
+    Penalty,
+    TrainConfig,
+)
 from napari_wss.data import Batch, DeviceSlices, Normalization, SliceDataset, SliceGeometry, crop_around
 from napari_wss.errors import InputError
 from napari_wss.losses.constraints import CentroidConstraint, SizeConstraint, bound_violation
@@ -97,6 +105,12 @@ def bf16_fast(device: torch.device) -> bool:
         probes = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
         return any(bool(probe and probe()) for probe in probes)
     return False
+
+
+def interactive_size(device: torch.device) -> int:
+    """The widget's network size for ``device`` (its *auto* setting): ``config.INTERACTIVE_SIZE``, or
+    ``config.INTERACTIVE_SIZE_FP32`` on a CPU where :func:`bf16_fast` is false."""
+    return INTERACTIVE_SIZE_FP32 if device.type == "cpu" and not bf16_fast(device) else INTERACTIVE_SIZE
 
 
 # --------------------------------------------------------------------------------------------

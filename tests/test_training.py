@@ -548,6 +548,15 @@ def test_warm_up_runs_a_step_at_the_settings_shapes_and_leaves_the_random_state(
     training.after_warm_up()  # nothing running: returns at once
 
 
+def test_interactive_size_is_smaller_only_on_a_cpu_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_wss import training
+
+    for fast, cpu, gpu in ((False, 80, 96), (True, 96, 96)):
+        monkeypatch.setattr(training, "bf16_fast", lambda device, fast=fast: fast)
+        assert training.interactive_size(torch.device("cpu")) == cpu
+        assert training.interactive_size(torch.device("cuda")) == gpu
+
+
 def test_after_warm_up_waits_for_a_running_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 

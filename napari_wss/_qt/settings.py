@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QSpinBox, QWidget
 
-from napari_wss.config import PENALTY_WEIGHTS, Penalty, TrainConfig
+from napari_wss.config import INTERACTIVE_SIZE, INTERACTIVE_SIZE_FP32, PENALTY_WEIGHTS, Penalty, TrainConfig
 from napari_wss.errors import InputError
 
 from .fields import FloatField
@@ -97,7 +97,15 @@ class SettingsForm(QWidget):
         )
         self.batch_size = _spin(d.batch_size, 1, 256, 1, "Slices per step")
         self.width = _spin(d.width, 2, 256, 2, "Channels of the U-Net's first stage (8-16 on a CPU, 32 on a GPU)")
-        self.size = _spin(96, 16, 1024, 16, "Slices are resized to size x size for the network (a multiple of 16)")
+        self.size = _spin(
+            0,
+            0,
+            1024,
+            16,
+            f"Slices are resized to size x size for the network (a multiple of 16); auto = {INTERACTIVE_SIZE}, or "
+            f"{INTERACTIVE_SIZE_FP32} on a CPU without bf16 arithmetic, where each step costs 2.5 times as much",
+        )
+        self.size.setSpecialValueText("auto")  # shown for 0: resolved for the device at the press
         self.crop = QCheckBox("crop to the scribbled region")
         self.crop.setChecked(True)  # measured: finer and faster on ACDC (benchmarks/interactive.py)
         self.crop.setToolTip("Train on a square around the foreground scribbles: faster, finer for small hearts")
@@ -135,7 +143,7 @@ class SettingsForm(QWidget):
         """A validated config (raises InputError in plain words)."""
         from napari_wss._session import mode_for
 
-        size = self.size.value()
+        size = overrides.pop("size", None) or self.size.value() or self.auto_size()
         if size % 16:
             lower = max(16, size - size % 16)
             raise InputError(f"the network size must be a multiple of 16, got {size}; try {lower} or {lower + 16}")
@@ -160,6 +168,13 @@ class SettingsForm(QWidget):
         }
         values.update(overrides)
         return TrainConfig(**values)  # type: ignore[arg-type]
+
+    def auto_size(self) -> int:
+        """The *auto* network size for the chosen device (imports torch: call it off the widget's
+        construction, where the warm-up imports torch on its own thread)."""
+        from napari_wss.training import interactive_size, resolve_device
+
+        return interactive_size(resolve_device(self.device.currentText()))
 
     def set_config(self, config: TrainConfig) -> None:
         """Show a (loaded) config."""

@@ -8,7 +8,7 @@ from qtpy.QtCore import Qt
 
 from napari_wss._qt.class_table import ABSENT, CENTROID, SIZE_HI, SIZE_LO
 from napari_wss._qt.settings import ABSENCE_WEIGHT, WARMUP
-from napari_wss.config import DEFAULT_CLASS_NAMES, TrainConfig
+from napari_wss.config import DEFAULT_CLASS_NAMES, INTERACTIVE_SIZE, INTERACTIVE_SIZE_FP32, TrainConfig
 
 pytestmark = pytest.mark.gui
 
@@ -221,6 +221,35 @@ def test_penalty_warmup_setting_reaches_the_config_and_comes_back(make_widget) -
     settings.warmup.setValue(0)
     settings.set_config(config)  # what Load model… does
     assert settings.warmup.value() == 120
+
+
+def test_auto_network_size_follows_the_devices_arithmetic(make_napari_viewer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """*auto* (the default) is resolved at the press: 80 px on a CPU without bf16, else 96 px."""
+    from napari_wss import _widget, training
+
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-wss", "Weakly supervised segmentation")
+    settings = widget.settings
+    settings.device.setCurrentText("cpu")
+    assert settings.size.value() == 0 and settings.size.text() == "auto"
+    monkeypatch.setattr(training, "bf16_fast", lambda device: False)
+    assert settings.config().size == INTERACTIVE_SIZE_FP32 == 80
+    monkeypatch.setattr(training, "bf16_fast", lambda device: True)
+    assert settings.config().size == INTERACTIVE_SIZE == 96
+    settings.size.setValue(112)  # a typed size is kept
+    config = settings.config()
+    assert config.size == 112
+    settings.size.setValue(0)
+    settings.set_config(config)  # Load model… shows the model's own size
+    assert settings.size.value() == 112
+    # the warm-up, started with a placeholder size, resolves auto on its own thread
+    seen = []
+    monkeypatch.setattr(training, "bf16_fast", lambda device: False)
+    monkeypatch.setattr(training, "warm_up", lambda config, rows: seen.append(config.size) or 0.0)
+    monkeypatch.setattr(training, "resolve_device", lambda name: training.torch.device("cpu"))
+    _widget._warm_up((TrainConfig(size=INTERACTIVE_SIZE, device="cpu"), 4), auto_size=True)
+    _widget._warm_up((TrainConfig(size=64, device="cpu"), 4))
+    assert seen == [80, 64]
 
 
 def test_absence_weight_setting_reaches_the_config_and_comes_back(make_widget) -> None:  # type: ignore[no-untyped-def]

@@ -103,7 +103,7 @@ class SettingsForm(QWidget):
             1024,
             16,
             f"Slices are resized to size x size for the network (a multiple of 16); auto = {INTERACTIVE_SIZE}, or "
-            f"{INTERACTIVE_SIZE_FP32} on a CPU without bf16 arithmetic, where each step costs 2.5 times as much",
+            f"{INTERACTIVE_SIZE_FP32} on a CPU without bf16 arithmetic, where a step takes about 2.5 times as long",
         )
         self.size.setSpecialValueText("auto")  # shown for 0: resolved for the device at the press
         self.crop = QCheckBox("crop to the scribbled region")

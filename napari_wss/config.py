@@ -31,11 +31,12 @@ INTERACTIVE_SIZE = 96
 """The widget's network size (slices resized to size x size) on a GPU or a CPU with bf16 arithmetic."""
 INTERACTIVE_SIZE_FP32 = 80
 """The widget's network size on a CPU without bf16 arithmetic (``training.bf16_fast`` false), where a
-step of the 96² network takes about 2.5 times as long (0.41-0.58 s against 0.18 s). Measured with
+step of the 96² network takes about 2.5 times as long (0.46 s against 0.18 s at width 16, batch 4). Measured with
 benchmarks/interactive.py on a 2-core AVX2-only EPYC, ten ED volumes, one run after the other:
 median Dice of Predict volume (eight symmetries averaged) after 10 / 30 / 60 s 0.781 / 0.854 / 0.881
 at 80² (184-224 steps in 60 s) against 0.556 / 0.867 / 0.872 at 96² (115-170 steps;
-8 / 6 / 8 of ten volumes better at 80², the single pass after 60 s 0.886 against 0.861, ten of ten)."""
+8 / 6 / 8 of ten volumes better at 80², the single pass after 60 s 0.886 against 0.861, ten of ten);
+the ten ES frames 0.520 / 0.830 / 0.868 against 0.452 / 0.733 / 0.854."""
 
 
 class Penalty(str, Enum):

@@ -108,7 +108,12 @@ def test_bounds_edited_mid_training_reach_the_next_step(make_widget, qtbot) -> N
 
 
 def test_predict_save_load_and_export(make_widget, gui, tmp_path: Path, notes) -> None:  # type: ignore[no-untyped-def]
+    from napari_wss import _widget
+
     viewer, widget = make_widget("phantom", steps=4, crop=True)
+    # the widget's background warm-up must not run beside the exact comparisons below (one full
+    # run of make test on 2026-12-08 saw 113 of 131072 labels differ here; not reproduced alone)
+    _widget._join_warm_ups()
     gui.train_and_wait(widget)
     trained = widget.state
     model_path = widget.model.save(tmp_path / "model.pt")
